@@ -1,0 +1,26 @@
+"""Benchmarks that print JSON (speed and yield targets live here, not in timed tests)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .dataset import build_dataset
+from .parallel import default_workers
+
+
+def benchmark_dataset(size: int = 40, seed: int = 1, workers: int | None = None, out: str | None = None) -> dict[str, Any]:
+    """Build a fresh design space of ``size`` recipes and report throughput, yield and failures."""
+    with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
+        target = Path(out) if out else Path(tmp) / "dataset"
+        if (target / "results.jsonl").exists():
+            raise FileExistsError(f"{target} already holds a build; a benchmark needs a fresh directory")
+        t0 = time.monotonic()
+        summary = build_dataset(target, size=size, seed=seed, workers=workers, progress=False)
+        wall = time.monotonic() - t0
+    return {"size": size, "seed": seed, "workers": workers or default_workers(),
+            "built_per_min": round(60.0 * summary["attempted"] / wall, 2), "wall_s": round(wall, 1),
+            "valid_fraction": round(summary["valid_fraction"], 3), "valid": summary["valid"],
+            "failures": summary["failures"], "cpu_s_per_mof": summary["cpu_s_per_mof"]}

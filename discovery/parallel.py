@@ -1,0 +1,131 @@
+"""A small process pool for batch work: one worker per core, a time limit per item, and crash tolerance.
+
+``concurrent.futures`` cannot stop a single task that runs too long, and one crashed worker breaks the
+whole pool. Here a worker that overruns or dies is replaced, its item is reported as failed, and the
+rest of the batch carries on. Results are yielded as they finish, so callers can save them at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterable, Iterator
+
+from tqdm import tqdm
+
+from .errors import DiscoveryError
+
+# A batch stops when this many items in a row have crashed their workers: the workers are broken
+# (e.g. cannot import), not the items.
+MAX_CONSECUTIVE_CRASHES = 8
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why an item produced no result: ``kind`` is ``timeout``, ``crash`` or ``error``."""
+
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _worker_loop(fn: Callable[[Any], Any], conn: Connection) -> None:
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:
+            return
+        if item is None:
+            return
+        try:
+            conn.send(("ok", fn(item)))
+        except Exception as exc:  # report, keep the worker alive
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, ctx, fn: Callable[[Any], Any]) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_loop, args=(fn, child), daemon=True)
+        self.proc.start()
+        child.close()
+        self.item: Any = None
+        self.started = 0.0
+
+    def submit(self, item: Any) -> None:
+        self.item, self.started = item, time.monotonic()
+        self.conn.send(item)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+def map_with_timeout(fn: Callable[[Any], Any], items: Iterable[Any], *, timeout: float = 600.0,
+                     workers: int | None = None, desc: str = "", progress: bool = True,
+                     ) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, fn(item))`` in completion order; a failed item yields ``(item, TaskFailure)``.
+
+    ``fn`` must be a module-level function (workers are spawned, not forked, so that threads of the
+    parent, e.g. from torch, are not copied into them).
+    """
+    pending = list(items)[::-1]
+    n_total = len(pending)
+    ctx = mp.get_context("spawn")
+    pool: list[_Worker] = []
+    bar = tqdm(total=n_total, desc=desc, disable=not progress, unit="item", dynamic_ncols=True)
+    try:
+        for _ in range(min(workers or default_workers(), n_total)):
+            pool.append(_Worker(ctx, fn))
+        busy: dict[Connection, _Worker] = {}
+        crashes = 0
+        while pending or busy:
+            for w in pool:
+                if w.conn not in busy and pending and w.proc.is_alive():
+                    w.submit(pending.pop())
+                    busy[w.conn] = w
+            ready = wait(list(busy), timeout=_next_deadline(busy.values(), timeout))
+            for conn in ready:
+                w = busy.pop(conn)
+                try:
+                    status, value = conn.recv()
+                    result = value if status == "ok" else TaskFailure("error", value)
+                except (EOFError, OSError):
+                    w.proc.join(5)
+                    result = TaskFailure("crash", f"worker exited with code {w.proc.exitcode}")
+                    pool[pool.index(w)] = _replace(ctx, fn, w)
+                crashes = crashes + 1 if isinstance(result, TaskFailure) and result.kind == "crash" else 0
+                if crashes >= MAX_CONSECUTIVE_CRASHES:
+                    raise DiscoveryError(f"{crashes} workers in a row crashed (last: {result.message}); stopping the batch")
+                bar.update()
+                yield w.item, result
+            for conn, w in list(busy.items()):
+                if time.monotonic() - w.started > timeout:
+                    busy.pop(conn)
+                    pool[pool.index(w)] = _replace(ctx, fn, w)
+                    bar.update()
+                    yield w.item, TaskFailure("timeout", f"no result within {timeout:.0f} s")
+    finally:
+        bar.close()
+        for w in pool:
+            w.kill()
+
+
+def _replace(ctx, fn: Callable[[Any], Any], w: _Worker) -> _Worker:
+    w.kill()
+    return _Worker(ctx, fn)
+
+
+def _next_deadline(workers: Iterable[_Worker], timeout: float) -> float:
+    now = time.monotonic()
+    return max(0.05, min((w.started + timeout - now for w in workers), default=timeout))

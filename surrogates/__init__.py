@@ -1,0 +1,1 @@
+"""Learned property models (GNN adsorption ensemble, CG-dynamics transport model). Arrives with the surrogates."""

@@ -1,0 +1,19 @@
+"""Shared fixtures: one assembled IRMOF-1-like MOF (pcu + Zn4O + benzene) for the whole session."""
+
+from __future__ import annotations
+
+import pytest
+
+from discovery.assembly import Assembler
+
+IRMOF1_RECIPE = "pcu+N16+E14"  # pcu net, Zn4O(CO2)6 node, C6H4 (benzene) edge: Zn4O(BDC)3
+
+
+@pytest.fixture(scope="session")
+def assembler() -> Assembler:
+    return Assembler()
+
+
+@pytest.fixture(scope="session")
+def irmof1(assembler):
+    return assembler.assemble(IRMOF1_RECIPE)

@@ -1,0 +1,31 @@
+import os
+import time
+
+import pytest
+
+from discovery.errors import DiscoveryError
+from discovery.parallel import TaskFailure, map_with_timeout
+
+
+def _work(x):
+    if x == "slow":
+        time.sleep(30)
+    if x == "crash":
+        os._exit(3)  # a worker dying mid-task, as a C extension calling exit() would
+    if x == "error":
+        raise ValueError("bad item")
+    return x * 2
+
+
+def test_failures_are_reported_and_the_batch_carries_on():
+    items = [1, "slow", 2, "crash", "error", 3]
+    results = dict(map_with_timeout(_work, items, timeout=3.0, workers=2, progress=False))
+    assert results[1] == 2 and results[2] == 4 and results[3] == 6
+    assert isinstance(results["slow"], TaskFailure) and results["slow"].kind == "timeout"
+    assert results["crash"].kind == "crash"
+    assert results["error"].kind == "error" and "bad item" in results["error"].message
+
+
+def test_workers_that_always_crash_stop_the_batch():
+    with pytest.raises(DiscoveryError, match="crashed"):
+        list(map_with_timeout(_work, ["crash"] * 20, timeout=5.0, workers=2, progress=False))
