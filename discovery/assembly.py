@@ -20,6 +20,7 @@ from ._pormake import pormake, pormake_version
 from .building_blocks import BuildingBlockLibrary
 from .errors import AssemblyError, DiscoveryError, IncompatibleCombinationError
 from .mof import MOF, Bead, CGView
+from .orient import optimise_edge_spins
 from .topologies import TopologyLibrary
 
 DEFAULT_RMSD_THRESHOLD = 0.3
@@ -69,10 +70,11 @@ class Assembler:
     """Checks recipes and builds them; holds the BB and topology libraries it reads from."""
 
     def __init__(self, bbs: BuildingBlockLibrary | None = None, topologies: TopologyLibrary | None = None,
-                 rmsd_threshold: float = DEFAULT_RMSD_THRESHOLD) -> None:
+                 rmsd_threshold: float = DEFAULT_RMSD_THRESHOLD, spin_edges: bool = True) -> None:
         self.bbs = bbs if bbs is not None else BuildingBlockLibrary()
         self.topologies = topologies if topologies is not None else TopologyLibrary()
         self.rmsd_threshold = rmsd_threshold
+        self.spin_edges = spin_edges  # optimise each linker's free rotation (see orient.py)
         self._rmsd_cache: dict[tuple[str, int, str], float] = {}
 
     def node_rmsd(self, topology: str, node_type: int, bb_id: str) -> float:
@@ -135,17 +137,23 @@ class Assembler:
         return self._to_mof(recipe, framework, compat)
 
     def _to_mof(self, recipe: Recipe, framework, compat: Compatibility) -> MOF:
-        atoms = framework.atoms
-        lattice = np.array(atoms.cell[:], dtype=float)
+        lattice = np.array(framework.atoms.cell[:], dtype=float)
         if abs(np.linalg.det(lattice)) < 1e-6:
             raise AssemblyError(f"{recipe}: pormake returned a degenerate cell")
-        structure = Structure(Lattice(lattice), atoms.get_chemical_symbols(), atoms.positions,
-                              coords_are_cartesian=True)
-        beads, atom_bead = self._beads(framework.info["located_bbs"], lattice)
+        located = framework.info["located_bbs"]
+        n_spun = optimise_edge_spins(located, lattice) if self.spin_edges else 0
+        # The framework's atoms are the placed BBs' atoms in slot order, connection points removed.
+        placed = [bb.atoms[[s != "X" for s in bb.atoms.get_chemical_symbols()]] for bb in located if bb is not None]
+        symbols = [s for a in placed for s in a.get_chemical_symbols()]
+        positions = np.concatenate([a.positions for a in placed])
+        structure = Structure(Lattice(lattice), symbols, positions, coords_are_cartesian=True).copy()
+        structure = Structure(structure.lattice, structure.species, structure.frac_coords % 1.0)
+        beads, atom_bead = self._beads(located, lattice)
         if len(atom_bead) != len(structure):
             raise AssemblyError(f"{recipe}: atom-to-bead map has {len(atom_bead)} entries for {len(structure)} atoms")
         provenance = {"builder": "pormake", "pormake_version": pormake_version(), "recipe": str(recipe),
-                      "node_rmsd": list(compat.rmsd), "max_placement_rmsd": float(framework.info["max_rmsd"])}
+                      "node_rmsd": list(compat.rmsd), "max_placement_rmsd": float(framework.info["max_rmsd"]),
+                      "edges_spun": n_spun}
         cg = CGView(lattice=lattice, beads=tuple(beads), topology=recipe.topology)
         return MOF(id=recipe.id, structure=structure, cg=cg, atom_bead=atom_bead, provenance=provenance)
 

@@ -24,3 +24,27 @@ def benchmark_dataset(size: int = 40, seed: int = 1, workers: int | None = None,
             "built_per_min": round(60.0 * summary["attempted"] / wall, 2), "wall_s": round(wall, 1),
             "valid_fraction": round(summary["valid_fraction"], 3), "valid": summary["valid"],
             "failures": summary["failures"], "cpu_s_per_mof": summary["cpu_s_per_mof"]}
+
+
+def benchmark_geometry(reference: str | Path) -> dict[str, Any]:
+    """Zeo++ LCD/PLD of the reference CIFs against the published values in ``co2_298K.csv``.
+
+    ``reference`` is a directory with ``co2_298K.csv`` (columns name, lcd_A, pld_A) and
+    ``structures/NAME_DDEC.cif``.
+    """
+    import csv
+
+    from .geometry import compute_geometry
+    from .mof import MOF
+
+    ref = Path(reference)
+    with (ref / "co2_298K.csv").open() as f:
+        published = {row["name"]: row for row in csv.DictReader(f)}
+    rows = {}
+    for name, row in sorted(published.items()):
+        mof = MOF.from_cif(ref / "structures" / f"{name}_DDEC.cif")
+        geo = compute_geometry(mof.structure, name=name)
+        rows[name] = {k: {"found": round(getattr(geo, k), 3), "published": float(row[f"{k}_A"]),
+                          "rel_error": round(getattr(geo, k) / float(row[f"{k}_A"]) - 1.0, 4)} for k in ("lcd", "pld")}
+    worst = max(abs(v["rel_error"]) for r in rows.values() for v in r.values())
+    return {"structures": rows, "max_abs_rel_error": worst, "within_10pct": worst <= 0.10}

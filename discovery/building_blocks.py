@@ -94,7 +94,24 @@ class BuildingBlock:
             "arm_length_max": float(arms.max()),
             "extent": float(extent),
             "n_metal_atoms": float(sum(is_metal(s) for s in self.atom_symbols)),
+            "bond_tilt_max": self.bond_tilt_max,
         }
+
+    @cached_property
+    def bond_tilt_max(self) -> float:
+        """Largest angle (degrees) between a connection point's arm (centroid -> X) and its bond
+        (anchor atom -> X). 0 when every outward bond points straight along its arm, as in Zn4O(CO2)6
+        or benzene; pormake fits tilted BBs poorly, because it aligns arms, not bonds."""
+        cps = set(self.connection_point_indices)
+        worst = 0.0
+        for i, j in self.bonds:
+            for x, anchor in ((int(i), int(j)), (int(j), int(i))):
+                if x in cps and anchor not in cps:
+                    arm = self.positions[x] - self.centroid
+                    bond = self.positions[x] - self.positions[anchor]
+                    cos = arm @ bond / (np.linalg.norm(arm) * np.linalg.norm(bond) + 1e-12)
+                    worst = max(worst, float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))))
+        return round(worst, 3)
 
     def summary(self) -> dict:
         return {"id": self.id, "kind": self.kind, "formula": self.formula, "metals": list(self.metals),

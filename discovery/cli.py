@@ -157,6 +157,14 @@ def cmd_benchmark_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark_geometry(args: argparse.Namespace) -> int:
+    from .benchmark import benchmark_geometry
+
+    result = benchmark_geometry(args.reference)
+    _print(result, args.json, lambda r: json.dumps(r, indent=2))
+    return 0 if result["within_10pct"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="discovery", description="Active-learning discovery of MOFs for CO2 capture.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -210,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--workers", type=int)
     sp.add_argument("--out", help="keep the dataset here (default: a temporary directory)")
+    sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")
+    sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
     return p
 
 

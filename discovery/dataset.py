@@ -8,6 +8,7 @@ Layout of a dataset directory::
     mofs.csv          one row per valid MOF: recipe, formula, atom count, cell, Zeo++ descriptors
     failures.csv      one row per rejected recipe: the reason and the message
     summary.json      counts, failures by reason, timings
+    overview.png      pore sizes, surface area against density, rejections by reason
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .designspace import DesignSpace, Sampler
 from .errors import AssemblyError, DatasetError, IncompatibleCombinationError
 from .geometry import GeometrySettings
 from .parallel import TaskFailure, map_with_timeout
+from .plots import dataset_overview
 
 MANIFEST_VERSION = 1
 TABLE_COLUMNS = ["id", "recipe", "topology", "node_bbs", "edge_bbs", "metals", "formula", "n_atoms",
@@ -155,6 +157,7 @@ class DatasetBuilder:
                    "built_per_min": round(60.0 * n_new / wall_s, 2) if wall_s > 0 and n_new else None,
                    "cpu_s_per_mof": round(sum(r.get("cpu_s", 0.0) for r in rows) / max(1, len(rows)), 3)}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        dataset_overview(valid, summary["failures"], self.out / "overview.png")
         return summary
 
 

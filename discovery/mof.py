@@ -87,6 +87,8 @@ class MOF:
 
     def __post_init__(self) -> None:
         n = len(self.structure)
+        if n == 0 or not np.all(np.isfinite(self.structure.frac_coords)):
+            raise StructureReadError(f"{self.id}: no atoms, or coordinates that are not finite numbers")
         if self.charges is not None:
             self.charges = np.asarray(self.charges, dtype=float)
             if self.charges.shape != (n,) or not np.all(np.isfinite(self.charges)):
@@ -111,7 +113,9 @@ class MOF:
         """ASE Atoms (periodic), charges as initial charges when known."""
         from pymatgen.io.ase import AseAtomsAdaptor
 
-        atoms = AseAtomsAdaptor.get_atoms(self.structure)
+        from ase import Atoms
+
+        atoms = Atoms(AseAtomsAdaptor.get_atoms(self.structure))  # a plain Atoms, not pymatgen's subclass
         if self.charges is not None:
             atoms.set_initial_charges(self.charges)
         atoms.info["id"] = self.id

@@ -68,3 +68,13 @@ def test_resume_with_other_seed_is_refused(tmp_path, sampler):
 def test_design_space_settings_are_validated():
     with pytest.raises(DatasetError, match="rmsd_threshold"):
         DesignSpace(rmsd_threshold=0.9)
+
+
+def test_same_seed_same_dataset(tmp_path, sampler):
+    tables = []
+    for name in ("a", "b"):
+        builder = DatasetBuilder(tmp_path / name, sampler=sampler)
+        builder.build(BuildOptions(size=2, seed=11, workers=1, progress=False))
+        tables.append((tmp_path / name / "mofs.csv").read_text() + (tmp_path / name / "failures.csv").read_text())
+    assert tables[0] == tables[1]
+    assert tables[0].count("\n") >= 3  # header lines plus two recipes
