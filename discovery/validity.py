@@ -22,9 +22,12 @@ from .geometry import Geometry
 OVERLAP_FACTOR = 0.7  # below 0.7 (r_i + r_j): closer than even a triple bond (C#C is 0.79)
 MIN_PLD = 2.4
 
-# Allowed neighbour counts (all bonded neighbours, metals included) for common linker elements.
-COORDINATION = {"H": (1, 1), "C": (2, 4), "N": (1, 4), "O": (1, 4), "F": (1, 2), "Cl": (1, 2), "Br": (1, 2),
-                "I": (1, 2), "S": (1, 6), "P": (1, 6), "B": (2, 4), "Si": (2, 6)}
+# Allowed neighbour counts for linker elements: (min all, max all, max non-metal). Oxygen and halides
+# may bridge several metals (mu4-O in Zn4O, mu3-OH in Zr6, mu4-Cl) but form at most 2 or 1 covalent bonds.
+COORDINATION = {"H": (1, 1, 1), "C": (2, 4, 4), "N": (1, 4, 4), "O": (1, 6, 2), "F": (1, 6, 1),
+                "Cl": (1, 6, 1), "Br": (1, 6, 1), "I": (1, 6, 1), "S": (1, 6, 6), "P": (1, 6, 6),
+                "B": (2, 4, 4), "Si": (2, 6, 6)}
+MAX_METAL_LIGANDS = 12
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,17 @@ def check_coordination(structure: Structure, graph: PeriodicGraph) -> CheckResul
                                   minlength=len(symbols))
     bad: Counter = Counter()
     for i, el in enumerate(symbols):
-        lo, hi = COORDINATION.get(el, (1, 12))
-        n = degree[i]
+        n, covalent = int(degree[i]), int(nonmetal_degree[i])
         if is_metal(el):
-            # A metal needs a linker atom to hold it; metal-metal contacts alone do not.
-            if nonmetal_degree[i] < 1 or n > 12:
-                bad[f"{el} with {int(nonmetal_degree[i])} non-metal neighbour(s)" if n <= 12 else f"{el} with {n}"] += 1
-        elif not lo <= n <= hi:
+            # A metal is held by linker atoms; metal-metal contacts neither hold it nor crowd it.
+            if not 1 <= covalent <= MAX_METAL_LIGANDS:
+                bad[f"{el} with {covalent} non-metal neighbour(s) (allowed 1-{MAX_METAL_LIGANDS})"] += 1
+            continue
+        lo, hi, hi_covalent = COORDINATION.get(el, (1, 6, 6))
+        if not lo <= n <= hi:
             bad[f"{el} with {n} neighbour(s) (allowed {lo}-{hi})"] += 1
+        elif covalent > hi_covalent:
+            bad[f"{el} with {covalent} non-metal neighbour(s) (allowed {hi_covalent})"] += 1
     if not bad:
         return CheckResult("coordination", True)
     return CheckResult("coordination", False, "; ".join(f"{k}: {v} atom(s)" for k, v in bad.most_common(3)))
