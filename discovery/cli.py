@@ -145,7 +145,8 @@ def cmd_dataset_summary(args: argparse.Namespace) -> int:
 def _summary_text(out: str, s: dict) -> str:
     lines = [f"{out}: {s['valid']} valid MOFs of {s['attempted']} recipes ({100 * s['valid_fraction']:.0f} %)"]
     lines += [f"  rejected, {reason}: {n}" for reason, n in s["failures"].items()]
-    lines.append(f"  table: {Path(out) / 'mofs.csv'}; structures: {Path(out) / 'structures'}")
+    lines.append(f"  table: {Path(out) / 'mofs.csv'}; structures: {Path(out) / 'structures'}; "
+                 f"plot: {Path(out) / 'overview.png'}")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from .topologies import TopologyInfo, TopologyLibrary
 COMPAT_PATH = Path(__file__).parent / "data" / "compatibility.json"
 TABLE_MAX_RMSD = 0.5  # pairs stored in the shipped table; any threshold up to this can be used
 TABLE_MAX_NODES = 16  # nets with more vertices per cell are left out of the table
+TABLE_MAX_TYPES = 2  # ... and nets with more node types or more edge types
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class DesignSpace:
             raise DatasetError(f"rmsd_threshold must be in (0, {TABLE_MAX_RMSD}], got {self.rmsd_threshold}")
         if self.max_net_nodes > TABLE_MAX_NODES:
             raise DatasetError(f"max_net_nodes must be <= {TABLE_MAX_NODES} (the compatibility table's limit)")
+        if max(self.max_node_types, self.max_edge_types) > TABLE_MAX_TYPES:
+            raise DatasetError(f"max_node_types and max_edge_types must be <= {TABLE_MAX_TYPES} "
+                               "(the compatibility table's limit)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,8 +83,8 @@ class DesignSpace:
 
 def table_nets(topologies: TopologyLibrary) -> list[TopologyInfo]:
     """Nets covered by the compatibility table."""
-    return topologies.select(lambda t: t.n_nodes <= TABLE_MAX_NODES and len(t.node_types) <= 3
-                             and all(3 <= n.cn <= 12 for n in t.node_types))
+    return topologies.select(lambda t: t.n_nodes <= TABLE_MAX_NODES and len(t.node_types) <= TABLE_MAX_TYPES
+                             and len(t.edge_types) <= TABLE_MAX_TYPES and all(3 <= n.cn <= 12 for n in t.node_types))
 
 
 def _slot_rmsds(task: tuple[str, int, list[str]]) -> list[tuple[str, float]]:

@@ -39,17 +39,15 @@ def default_workers() -> int:
 
 
 def _worker_loop(fn: Callable[[Any], Any], conn: Connection) -> None:
-    while True:
-        try:
-            item = conn.recv()
-        except EOFError:
-            return
-        if item is None:
-            return
-        try:
-            conn.send(("ok", fn(item)))
-        except Exception as exc:  # report, keep the worker alive
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    try:
+        while (item := conn.recv()) is not None:
+            try:
+                reply = ("ok", fn(item))
+            except Exception as exc:  # report, keep the worker alive
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+            conn.send(reply)
+    except (EOFError, OSError):
+        return  # the parent has gone: nobody is waiting for results
 
 
 class _Worker:

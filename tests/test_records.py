@@ -92,3 +92,14 @@ def test_nan_charges_rejected(irmof1):
     q[3] = np.nan
     with pytest.raises(StructureReadError, match="finite"):
         MOF(id="nan", structure=irmof1.structure, charges=q)
+
+
+def test_nan_coordinate_in_cif_is_named(irmof1, tmp_path):
+    lines = irmof1.to_cif().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(" Zn1 "))
+    parts = lines[i].split()
+    parts[2] = "nan"
+    lines[i] = " " + " ".join(parts)
+    (tmp_path / "nan.cif").write_text("\n".join(lines) + "\n")
+    with pytest.raises(StructureReadError, match="nan.cif"):
+        MOF.from_cif(tmp_path / "nan.cif")
