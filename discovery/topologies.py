@@ -95,7 +95,8 @@ class TopologyLibrary:
         """Slot summary of a net; UnknownTopologyError for names not in the library or unparsable."""
         self._require(name)
         entry = self._catalogue.get(name)
-        if entry is None:  # not catalogued (a newer pormake): parse it now
+        if entry is None or str(entry.get("error", "")).startswith("timeout"):
+            # not catalogued (a newer pormake) or too slow to catalogue: parse it now, however long it takes
             entry = _catalogue_entry(name)
             self._catalogue[name] = entry
         if "error" in entry:

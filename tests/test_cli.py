@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from discovery.cli import main
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("bb", "topology", "assemble", "check", "geometry", "dataset", "benchmark"):
+        assert command in out
+
+
+def test_unknown_id_is_a_clear_error(capsys):
+    assert main(["bb", "show", "N0"]) == 2
+    assert "unknown building block 'N0'" in capsys.readouterr().err
+
+
+def test_assemble_then_check(tmp_path, capsys):
+    cif = tmp_path / "irmof1.cif"
+    assert main(["assemble", "pcu+N16+E14", "--out", str(cif), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_atoms"] == 53 and cif.exists() and (tmp_path / "irmof1.json").exists()
+    broken = tmp_path / "broken.cif"
+    broken.write_text("not a cif")
+    # the batch carries on past the broken file, reports it, and exits non-zero
+    assert main(["check", str(cif), str(broken), "--no-geometry", "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["valid"] is True
+    assert "broken.cif" in rows[1]["error"]
