@@ -18,7 +18,7 @@ from pymatgen.core import Lattice, Structure
 
 from ._pormake import pormake, pormake_version
 from .building_blocks import BuildingBlockLibrary
-from .errors import AssemblyError, DiscoveryError, IncompatibleCombinationError
+from .errors import AssemblyError, IncompatibleCombinationError
 from .mof import MOF, Bead, CGView
 from .orient import optimise_edge_spins
 from .topologies import TopologyLibrary
@@ -130,8 +130,6 @@ class Assembler:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # scipy warns on symmetric BBs whose rotation is not unique
                 framework = pormake().Builder().build_by_type(topo, node_bbs, edge_bbs)
-        except DiscoveryError:
-            raise
         except Exception as exc:  # pormake raises bare Exceptions and numerical errors
             raise AssemblyError(f"{recipe}: pormake failed: {exc}") from exc
         return self._to_mof(recipe, framework, compat)
@@ -145,9 +143,8 @@ class Assembler:
         # The framework's atoms are the placed BBs' atoms in slot order, connection points removed.
         placed = [bb.atoms[[s != "X" for s in bb.atoms.get_chemical_symbols()]] for bb in located if bb is not None]
         symbols = [s for a in placed for s in a.get_chemical_symbols()]
-        positions = np.concatenate([a.positions for a in placed])
-        structure = Structure(Lattice(lattice), symbols, positions, coords_are_cartesian=True).copy()
-        structure = Structure(structure.lattice, structure.species, structure.frac_coords % 1.0)
+        frac = (np.concatenate([a.positions for a in placed]) @ np.linalg.inv(lattice)) % 1.0
+        structure = Structure(Lattice(lattice), symbols, frac)
         beads, atom_bead = self._beads(located, lattice)
         if len(atom_bead) != len(structure):
             raise AssemblyError(f"{recipe}: atom-to-bead map has {len(atom_bead)} entries for {len(structure)} atoms")
