@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 @lru_cache(maxsize=1)
@@ -39,3 +41,13 @@ def database_dir() -> Path:
     if spec is None or spec.origin is None:
         raise ImportError("pormake is not installed")
     return Path(spec.origin).parent / "database"
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the warnings pormake's dependencies print on every call: scipy on symmetric BBs whose
+    best rotation is not unique, pymatgen/monty on space-group symbols while parsing nets."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal rotation is not uniquely", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Full symbol not available", category=UserWarning)
+        yield

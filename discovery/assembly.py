@@ -9,14 +9,13 @@ threshold (0.3, pormake's suggested value).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from ._pormake import pormake, pormake_version
+from ._pormake import pormake, pormake_version, quiet
 from .building_blocks import BuildingBlockLibrary
 from .errors import AssemblyError, IncompatibleCombinationError
 from .mof import MOF, Bead, CGView
@@ -87,7 +86,9 @@ class Assembler:
                 self._rmsd_cache[key] = float("inf")
             else:
                 target = self.topologies.pormake_topology(topology).unique_local_structures[node_type]
-                self._rmsd_cache[key] = float(pormake().Locator().calculate_rmsd(target, self.bbs.pormake_bb(bb_id)))
+                with quiet():
+                    rmsd = pormake().Locator().calculate_rmsd(target, self.bbs.pormake_bb(bb_id))
+                self._rmsd_cache[key] = float(rmsd)
         return self._rmsd_cache[key]
 
     def check(self, recipe: Recipe) -> Compatibility:
@@ -127,8 +128,7 @@ class Assembler:
         edge_bbs = {et.pair: (None if b is None else self.bbs.pormake_bb(b))
                     for et, b in zip(info.edge_types, recipe.edge_bbs)}
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # scipy warns on symmetric BBs whose rotation is not unique
+            with quiet():
                 framework = pormake().Builder().build_by_type(topo, node_bbs, edge_bbs)
         except Exception as exc:  # pormake raises bare Exceptions and numerical errors
             raise AssemblyError(f"{recipe}: pormake failed: {exc}") from exc

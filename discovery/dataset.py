@@ -14,14 +14,16 @@ Layout of a dataset directory::
 from __future__ import annotations
 
 import csv
+import fcntl
 import itertools
 import json
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .assembly import Recipe
 from .designspace import DesignSpace, Sampler
@@ -108,6 +110,11 @@ class DatasetBuilder:
         """Attempt ``options.size`` recipes; already-finished ones (from a previous run) are skipped."""
         if options.size < 1:
             raise DatasetError(f"--size must be at least 1, got {options.size}")
+        (self.out / "structures").mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.out):
+            return self._build(options)
+
+    def _build(self, options: BuildOptions) -> dict[str, Any]:
         self._prepare(options)
         done = self.finished()
         recipes = [str(r) for r in itertools.islice(self.sampler.recipes(options.seed), options.size)]
@@ -167,6 +174,17 @@ class DatasetBuilder:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         dataset_overview(valid, summary["failures"], self.out / "overview.png")
         return summary
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold a lock on the directory: two builds appending to one log would repeat each other's work."""
+    with (out / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(f"another build is running in {out}; wait for it or stop it first") from None
+        yield  # the lock goes with the file handle, also when the process is killed
 
 
 def _open_log(path: Path):

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from ._pormake import database_dir, pormake, pormake_version
+from ._pormake import database_dir, pormake, pormake_version, quiet
 from .errors import UnknownTopologyError
 
 CATALOGUE_PATH = Path(__file__).parent / "data" / "topologies.json"
@@ -123,7 +123,8 @@ class TopologyLibrary:
 
 @lru_cache(maxsize=64)
 def _parse(name: str):
-    return pormake().Topology(str(database_dir() / "topologies" / f"{name}.cgd"))
+    with quiet():
+        return pormake().Topology(str(database_dir() / "topologies" / f"{name}.cgd"))
 
 
 def _catalogue_entry(name: str) -> dict[str, Any]:

@@ -78,3 +78,12 @@ def test_same_seed_same_dataset(tmp_path, sampler):
         tables.append((tmp_path / name / "mofs.csv").read_text() + (tmp_path / name / "failures.csv").read_text())
     assert tables[0] == tables[1]
     assert tables[0].count("\n") >= 3  # header lines plus two recipes
+
+
+def test_a_second_build_in_the_same_directory_is_refused(tmp_path, sampler):
+    from discovery.dataset import _exclusive
+
+    (tmp_path / "ds").mkdir()
+    with _exclusive(tmp_path / "ds"):
+        with pytest.raises(DatasetError, match="another build"):
+            DatasetBuilder(tmp_path / "ds", sampler=sampler).build(BuildOptions(size=1, seed=1, progress=False))
