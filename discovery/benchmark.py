@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .dataset import build_dataset
+from .errors import DatasetError
 from .parallel import default_workers
 
 
@@ -16,7 +17,7 @@ def benchmark_dataset(size: int = 40, seed: int = 1, workers: int | None = None,
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
         target = Path(out) if out else Path(tmp) / "dataset"
         if (target / "results.jsonl").exists():
-            raise FileExistsError(f"{target} already holds a build; a benchmark needs a fresh directory")
+            raise DatasetError(f"{target} already holds a build; a benchmark needs a fresh directory")
         t0 = time.monotonic()
         summary = build_dataset(target, size=size, seed=seed, workers=workers, progress=False)
         wall = time.monotonic() - t0

@@ -118,6 +118,9 @@ class DatasetBuilder:
         self._prepare(options)
         done = self.finished()
         recipes = [str(r) for r in itertools.islice(self.sampler.recipes(options.seed), options.size)]
+        if len(recipes) < options.size:
+            raise DatasetError(f"the design space yields only {len(recipes)} distinct recipes; ask for fewer "
+                               "or widen the DesignSpace limits")
         todo = [r for r in recipes if r not in done]
         tasks = [{"recipe": r, "out": str(self.out), "space": self.space.to_dict(), "seed": options.seed,
                   "geometry": asdict(self.geometry)} for r in todo]

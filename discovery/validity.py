@@ -17,7 +17,8 @@ from pymatgen.core import Structure
 
 from .bonds import BOND_TOLERANCE, PeriodicGraph, bond_graph
 from .elements import is_metal
-from .geometry import Geometry
+from .errors import GeometryError
+from .geometry import Geometry, compute_geometry
 
 OVERLAP_FACTOR = 0.7  # below 0.7 (r_i + r_j): closer than even a triple bond (C#C is 0.79)
 MIN_PLD = 2.4
@@ -157,9 +158,6 @@ def check_structure(structure: Structure, geometry: Geometry | None = None, *,
 def check_mof(structure: Structure, *, with_geometry: bool = True, settings=None,
               name: str = "structure") -> tuple[ValidityReport, Geometry | None]:
     """All checks, Zeo++ included unless ``with_geometry=False``; a Zeo++ failure is a failed check."""
-    from .errors import GeometryError
-    from .geometry import compute_geometry
-
     report = check_structure(structure)
     if not with_geometry or not report.valid:
         return report, None

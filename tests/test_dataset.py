@@ -87,3 +87,10 @@ def test_a_second_build_in_the_same_directory_is_refused(tmp_path, sampler):
     with _exclusive(tmp_path / "ds"):
         with pytest.raises(DatasetError, match="another build"):
             DatasetBuilder(tmp_path / "ds", sampler=sampler).build(BuildOptions(size=1, seed=1, progress=False))
+
+
+def test_asking_for_more_recipes_than_the_space_holds_is_refused(tmp_path):
+    small = Sampler(DesignSpace(max_net_nodes=1, max_edge_atoms=4))  # one net, three tiny linkers
+    n = sum(1 for _ in small.recipes(0))
+    with pytest.raises(DatasetError, match=f"only {n} distinct recipes"):
+        DatasetBuilder(tmp_path / "ds", sampler=small).build(BuildOptions(size=n + 1, seed=0, progress=False))

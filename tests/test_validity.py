@@ -14,7 +14,8 @@ def test_overlapping_atoms_fail_the_named_check(irmof1):
     s.append("C", s[10].coords + np.array([0.3, 0.0, 0.0]), coords_are_cartesian=True)
     report = check_structure(s)
     assert "overlap" in _names(report)
-    assert "overlap" in report.reason or report.failed[0] != "overlap"
+    overlap = next(c for c in report.checks if c.name == "overlap")
+    assert "0.30 A" in overlap.message  # names the closest pair and its distance
 
 
 def test_isolated_atom_fails(irmof1):
