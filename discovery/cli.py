@@ -68,6 +68,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 
     mof = Assembler(rmsd_threshold=args.rmsd_threshold).assemble(args.recipe)
     out = Path(args.out) if args.out else Path(f"{mof.id}.cif")
+    out.parent.mkdir(parents=True, exist_ok=True)
     mof.to_cif(out)
     mof.to_json(out.with_suffix(".json"))
     info = {"id": mof.id, "formula": mof.formula, "n_atoms": mof.n_atoms, "cif": str(out),
