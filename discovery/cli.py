@@ -167,6 +167,55 @@ def cmd_benchmark_geometry(args: argparse.Namespace) -> int:
     return 0 if result["within_10pct"] else 1
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .oracle import LEVELS, OracleSettings, evaluate_files
+
+    properties = tuple(p.strip() for p in args.properties.split(",") if p.strip())
+    unknown = [p for p in properties if p not in LEVELS]
+    if unknown:
+        raise DiscoveryError(f"unknown --properties {unknown}; available now: {', '.join(LEVELS)}")
+    settings = OracleSettings(charges=args.charges, seed=args.seed,
+                              **({"first_cycles": args.cycles, "max_cycles": args.cycles} if args.cycles else {}))
+    paths = _expand(args.structures)
+    rows = evaluate_files(paths, properties, settings, out=args.out, workers=args.workers, progress=not args.json)
+    _print(rows, args.json, lambda rs: "\n".join(_evaluate_line(r) for r in rs))
+    return 1 if any(r.get("failures") for r in rows) else 0
+
+
+def _expand(items: list[str]) -> list[str]:
+    """Files as given; a directory stands for the CIFs in it (or in its structures/ folder)."""
+    paths = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            base = p / "structures" if (p / "structures").is_dir() else p
+            paths += sorted(str(c) for c in base.glob("*.cif"))
+        else:
+            paths.append(item)
+    return paths
+
+
+def _evaluate_line(r: dict) -> str:
+    parts = [r.get("file", r.get("structure", "?")) + ":"]
+    henry = r.get("properties", {}).get("henry")
+    if henry:
+        parts.append(f"K_H(CO2) {henry['kh_co2']:.3e} +- {henry['kh_co2_ci95']:.1e} mol/kg/Pa, "
+                     f"K_H(N2) {henry['kh_n2']:.3e}, ratio {henry['kh_ratio_co2_n2']:.1f}")
+    geo = r.get("properties", {}).get("geometry")
+    if geo:
+        parts.append(f"LCD {geo['lcd']:.2f} A, PLD {geo['pld']:.2f} A")
+    parts += [f"FAILED {level}: {f['message']}" for level, f in (r.get("failures") or {}).items()]
+    return " ".join(parts)
+
+
+def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
+    from .benchmark import benchmark_oracle
+
+    result = benchmark_oracle(args.reference, workers=args.workers)
+    _print(result, args.json, lambda r: json.dumps(r, indent=2))
+    return 0 if result["within_5pct_co2"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="discovery", description="Active-learning discovery of MOFs for CO2 capture.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -205,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--high-accuracy", action="store_true")
     sp.add_argument("--probe-radius", type=float, default=1.65)
 
+    sp = add(sub, "evaluate", cmd_evaluate, "run the physics oracle on CIF/JSON structures or dataset directories")
+    sp.add_argument("structures", nargs="+")
+    sp.add_argument("--charges", choices=["cif", "none"], default="cif")
+    sp.add_argument("--properties", default="geometry,henry", help="comma-separated levels: geometry,henry")
+    sp.add_argument("--cycles", type=int, help="fixed Widom cycles (default: adaptive, 5 %% target)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", help="JSONL file: results saved as they finish; finished files are skipped")
+    sp.add_argument("--workers", type=int)
+
     ds = sub.add_parser("dataset", help="design-space datasets").add_subparsers(dest="sub", required=True)
     sp = add(ds, "build", cmd_dataset_build, "sample, assemble, check and describe hypothetical MOFs (resumable)")
     sp.add_argument("--size", type=int, required=True, help="number of recipes to attempt")
@@ -220,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--workers", type=int)
     sp.add_argument("--out", help="keep the dataset here (default: a temporary directory)")
+    sp = add(bench, "oracle", cmd_benchmark_oracle, "RASPA3 Henry coefficients against published reference values")
+    sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
+    sp.add_argument("--workers", type=int, help="cores to scale throughput to (default: all)")
     sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
     return p

@@ -34,3 +34,12 @@ def test_charges_are_required_and_must_be_neutral(irmof1):
     charged = MOF(id="charged", structure=irmof1.structure, charges=q)
     with pytest.raises(OracleError, match="sum to"):
         widom_henry(charged, charges="cif", cycles=1)
+
+
+def test_adaptive_cycles_stop_at_the_cap(irmof1):
+    from discovery.raspa import adaptive_henry
+
+    r = adaptive_henry(irmof1, charges="none", target=1e-6, first_cycles=20, max_cycles=50, seed=2)
+    assert r.cycles == 50  # an unreachable target runs to the cap and says so
+    loose = adaptive_henry(irmof1, charges="none", target=10.0, first_cycles=20, max_cycles=50, seed=2)
+    assert loose.cycles == 20  # a met target stops after the first run
