@@ -29,6 +29,7 @@ from .assembly import Recipe
 from .designspace import DesignSpace, Sampler
 from .errors import AssemblyError, DatasetError, IncompatibleCombinationError
 from .geometry import GeometrySettings
+from .jsonl import append, open_for_append, read_rows
 from .parallel import TaskFailure, map_with_timeout
 from .plots import dataset_overview
 
@@ -125,13 +126,11 @@ class DatasetBuilder:
         tasks = [{"recipe": r, "out": str(self.out), "space": self.space.to_dict(), "seed": options.seed,
                   "geometry": asdict(self.geometry)} for r in todo]
         t0 = time.monotonic()
-        with _open_log(self.out / "results.jsonl") as log:
+        with open_for_append(self.out / "results.jsonl") as log:
             for task, result in map_with_timeout(_build_one, tasks, timeout=options.timeout_s,
                                                  workers=options.workers, desc="building MOFs",
                                                  progress=options.progress):
-                row = _failure_row(task["recipe"], result) if isinstance(result, TaskFailure) else result
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                append(log, _failure_row(task["recipe"], result) if isinstance(result, TaskFailure) else result)
         return self.finalise(recipes, wall_s=time.monotonic() - t0, n_new=len(todo))
 
     def _prepare(self, options: BuildOptions) -> None:
@@ -150,16 +149,7 @@ class DatasetBuilder:
 
     def finished(self) -> dict[str, dict[str, Any]]:
         """Rows already in the resume log, by recipe (the last line wins)."""
-        path = self.out / "results.jsonl"
-        rows: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by an interruption: that recipe is simply redone
-                rows[row["recipe"]] = row
-        return rows
+        return read_rows(self.out / "results.jsonl", "recipe")
 
     def finalise(self, recipes: list[str], wall_s: float = 0.0, n_new: int = 0) -> dict[str, Any]:
         """Write mofs.csv, failures.csv and summary.json from the resume log."""
@@ -188,15 +178,6 @@ def _exclusive(out: Path) -> Iterator[None]:
         except BlockingIOError:
             raise DatasetError(f"another build is running in {out}; wait for it or stop it first") from None
         yield  # the lock goes with the file handle, also when the process is killed
-
-
-def _open_log(path: Path):
-    """Open the resume log for appending, first ending a line an interruption cut short."""
-    cut = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    log = path.open("a")
-    if cut:
-        log.write("\n")
-    return log
 
 
 def _failure_row(recipe: str, failure: TaskFailure) -> dict[str, Any]:

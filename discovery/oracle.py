@@ -107,21 +107,14 @@ def evaluate_files(paths: list[str], properties: tuple[str, ...], settings: Orac
                    progress: bool = True) -> list[dict[str, Any]]:
     """Evaluate many structures, one process per core; with ``out`` (JSONL) results are saved as they
     finish and files already there are skipped, so an interrupted batch resumes."""
-    import json
     from pathlib import Path
 
+    from .jsonl import append, open_for_append, read_rows
     from .parallel import TaskFailure, map_with_timeout
 
-    done: dict[str, dict[str, Any]] = {}
-    if out and Path(out).exists():
-        for line in Path(out).read_text().splitlines():
-            try:
-                row = json.loads(line)
-                done[row["file"]] = row
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut short by an interruption: that structure is redone
+    done = read_rows(Path(out), "file") if out else {}
     tasks = [{"path": p, "properties": list(properties), "settings": asdict(settings)} for p in paths if p not in done]
-    log = open(out, "a") if out else None
+    log = open_for_append(Path(out)) if out else None
     try:
         for task, row in map_with_timeout(_evaluate_task, tasks, timeout=timeout_s, workers=workers,
                                           desc="evaluating", progress=progress):
@@ -130,8 +123,7 @@ def evaluate_files(paths: list[str], properties: tuple[str, ...], settings: Orac
             row["file"] = task["path"]
             done[task["path"]] = row
             if log:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                append(log, row)
     finally:
         if log:
             log.close()
