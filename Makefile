@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# EQeq charges: pyeqeq is source-only and builds only against pybind11 < 3, outside build isolation.
+	$(BIN)/python -m pip install --quiet 'pybind11<3'
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyeqeq==0.0.10
 	touch $(STAMP)
 
 demo: venv

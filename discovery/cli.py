@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add(sub, "evaluate", cmd_evaluate, "run the physics oracle on CIF/JSON structures or dataset directories")
     sp.add_argument("structures", nargs="+")
-    sp.add_argument("--charges", choices=["cif", "none"], default="cif")
+    sp.add_argument("--charges", choices=["cif", "eqeq", "none"], default="cif")
     sp.add_argument("--properties", default="geometry,henry", help="comma-separated levels: geometry,henry")
     sp.add_argument("--cycles", type=int, help="fixed Widom cycles (default: adaptive, 5 %% target)")
     sp.add_argument("--seed", type=int, default=0)

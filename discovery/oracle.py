@@ -23,7 +23,7 @@ LEVELS = ("geometry", "henry")
 
 @dataclass(frozen=True)
 class OracleSettings:
-    charges: str = "cif"  # "cif" (charges from the structure) or "none"
+    charges: str = "cif"  # "cif" (charges from the structure), "eqeq" (computed) or "none"
     target: float = 0.05  # relative 95 % half-width of K_H at which cycles stop
     first_cycles: int = 500
     max_cycles: int = 5000

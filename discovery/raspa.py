@@ -29,7 +29,7 @@ GAS_CONSTANT = 8.314462618  # J / (mol K)
 AVOGADRO = 6.02214076e23
 NEUTRALITY_TOLERANCE_E = 1e-2
 
-Charges = Literal["cif", "none"]
+Charges = Literal["cif", "eqeq", "none"]
 
 
 class OracleError(DiscoveryError):
@@ -68,8 +68,12 @@ def framework_charges(mof: MOF, charges: Charges) -> np.ndarray:
     """The per-atom charges to simulate with; OracleError when they are missing or not neutral."""
     if charges == "none":
         return np.zeros(mof.n_atoms)
+    if charges == "eqeq":
+        from .charges import eqeq_charges
+
+        return eqeq_charges(mof.structure, mof.id)
     if charges != "cif":
-        raise OracleError(f"unknown charge model {charges!r}: use 'cif' or 'none'")
+        raise OracleError(f"unknown charge model {charges!r}: use 'cif', 'eqeq' or 'none'")
     if mof.charges is None:
         raise OracleError(f"{mof.id}: the structure carries no charges; use charges='none'")
     total = float(mof.charges.sum())

@@ -43,3 +43,16 @@ def test_adaptive_cycles_stop_at_the_cap(irmof1):
     assert r.cycles == 50  # an unreachable target runs to the cap and says so
     loose = adaptive_henry(irmof1, charges="none", target=10.0, first_cycles=20, max_cycles=50, seed=2)
     assert loose.cycles == 20  # a met target stops after the first run
+
+
+def test_eqeq_charges_are_neutral_and_chemically_sensible(irmof1):
+    from discovery.charges import eqeq_charges
+
+    q = eqeq_charges(irmof1.structure, irmof1.id)
+    assert q.shape == (irmof1.n_atoms,)
+    assert abs(q.sum()) < 1e-6
+    symbols = [s.specie.symbol for s in irmof1.structure]
+    assert all(qi > 0 for qi, el in zip(q, symbols) if el in ("Zn", "H"))
+    assert all(qi < 0 for qi, el in zip(q, symbols) if el == "O")
+    r = widom_henry(irmof1, charges="eqeq", cycles=20, seed=1)
+    assert r.kh > 0 and r.charges == "eqeq"
