@@ -2,7 +2,7 @@
 
 Public API (imported lazily: ``import discovery`` stays fast and does not load pormake/jax)::
 
-    from discovery import MOF, Assembler, Recipe, assemble, check_mof, compute_geometry, build_dataset
+    from discovery import MOF, Assembler, Recipe, assemble, check_mof, compute_geometry, build_dataset, Oracle
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _EXPORTS = {
     "Geometry": "geometry", "GeometrySettings": "geometry", "compute_geometry": "geometry",
     "DesignSpace": "designspace", "Sampler": "designspace",
     "build_dataset": "dataset", "DatasetBuilder": "dataset",
+    "Oracle": "oracle", "OracleSettings": "oracle", "OracleResult": "oracle", "evaluate_files": "oracle",
     "DiscoveryError": "errors", "StructureReadError": "errors", "IncompatibleCombinationError": "errors",
     "UnknownBuildingBlockError": "errors", "UnknownTopologyError": "errors", "AssemblyError": "errors",
     "GeometryError": "errors", "DatasetError": "errors",
