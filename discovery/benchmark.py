@@ -33,17 +33,13 @@ def benchmark_geometry(reference: str | Path) -> dict[str, Any]:
     ``reference`` is a directory with ``co2_298K.csv`` (columns name, lcd_A, pld_A) and
     ``structures/NAME_DDEC.cif``.
     """
-    import csv
-
     from .geometry import compute_geometry
-    from .mof import MOF
 
-    ref = Path(reference)
-    with (ref / "co2_298K.csv").open() as f:
-        published = {row["name"]: row for row in csv.DictReader(f)}
+    table, structures = _reference(reference)
+    published = {row["name"]: row for row in table}
     rows = {}
     for name, row in sorted(published.items()):
-        mof = MOF.from_cif(ref / "structures" / f"{name}_DDEC.cif")
+        mof = structures[name]
         geo = compute_geometry(mof.structure, name=name)
         rows[name] = {k: {"found": round(getattr(geo, k), 3), "published": float(row[f"{k}_A"]),
                           "rel_error": round(getattr(geo, k) / float(row[f"{k}_A"]) - 1.0, 4)} for k in ("lcd", "pld")}
@@ -57,17 +53,12 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None) -> dict[
     ``reference`` holds ``co2_298K.csv`` and ``structures/NAME_DDEC.cif``. Throughput is derived from
     the CPU seconds of the henry level (CO2 and N2, adaptive cycles) and the number of cores.
     """
-    import csv
-
-    from .mof import MOF
     from .oracle import Oracle, OracleSettings
 
-    ref = Path(reference)
-    with (ref / "co2_298K.csv").open() as f:
-        published = {(r["name"], r["charges"]): r for r in csv.DictReader(f)}
+    table, structures = _reference(reference)
+    published = {(r["name"], r["charges"]): r for r in table}
     rows, cpu = [], []
-    for name in sorted({n for n, _ in published}):
-        mof = MOF.from_cif(ref / "structures" / f"{name}_DDEC.cif")
+    for name, mof in sorted(structures.items()):
         for charges, label in (("cif", "DDEC"), ("none", "none")):
             result = Oracle(OracleSettings(charges=charges)).evaluate(mof, ("henry",))
             henry = result.properties["henry"]
@@ -86,3 +77,16 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None) -> dict[
             "henry_mofs_per_hour": round(3600.0 * cores * len(cpu) / sum(cpu), 1), "cores": cores,
             "flue_gas_mofs_per_hour": None, "md_cpu_s_per_mof": None,
             "not_yet": "flue_gas, working_capacity, EQeq charges and MD transport are not built yet"}
+
+
+def _reference(reference: str | Path) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Rows of ``co2_298K.csv`` and each named framework read from ``structures/NAME_DDEC.cif``."""
+    import csv
+
+    from .mof import MOF
+
+    ref = Path(reference)
+    with (ref / "co2_298K.csv").open() as f:
+        table = list(csv.DictReader(f))
+    names = sorted({row["name"] for row in table})
+    return table, {n: MOF.from_cif(ref / "structures" / f"{n}_DDEC.cif") for n in names}
