@@ -9,6 +9,47 @@ from discovery.raspa import OracleError, replication, widom_henry
 pytestmark = pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
 
 
+def test_smallest_box_respects_the_minimum_image():
+    from discovery.supercell import perpendicular_widths, simulation_cell
+
+    primitive_fcc = Lattice.from_parameters(18.27, 18.27, 18.27, 60, 60, 60)  # IRMOF-1's primitive cell
+    cell = simulation_cell(primitive_fcc, 12.8)
+    assert cell.copies == 4  # the cubic conventional cell, not 2 x 2 x 2 = 8 primitive cells
+    assert perpendicular_widths(cell.lattice.matrix).min() >= 25.6
+    assert simulation_cell(Lattice.cubic(16.99), 12.8).copies == 6  # ZIF-8: 6 cubic cells suffice, not 8
+    assert simulation_cell(Lattice.cubic(30.0), 12.8).copies == 1
+
+
+def test_box_keeps_charges_with_their_atoms(irmof1):
+    from discovery.raspa import simulation_box
+
+    q = np.where([s.specie.symbol == "Zn" for s in irmof1.structure], 1.0, 0.0)
+    q -= q.mean()
+    box = simulation_box(irmof1, q)
+    zn = np.array([s.specie.symbol == "Zn" for s in box.structure])
+    assert box.copies == 8 and len(box.structure) == 8 * irmof1.n_atoms
+    assert np.allclose(box.charges[zn], q.max()) and np.allclose(box.charges[~zn], q.min())
+    assert abs(box.charges.sum()) < 1e-9
+
+
+def test_bad_inputs_are_named(irmof1):
+    from pymatgen.core import Structure
+
+    from discovery.errors import StructureReadError
+    from discovery.forcefield import ForceFieldError
+    from discovery.raspa import simulation_box
+
+    with pytest.raises(OracleError, match="3 charges for"):
+        simulation_box(irmof1, np.zeros(3))
+    q = np.zeros(irmof1.n_atoms)
+    q[0] = np.nan
+    with pytest.raises(StructureReadError, match="nan: charges must be"):  # NaN charges never reach RASPA
+        MOF(id="nan", structure=irmof1.structure, charges=q)
+    exotic = MOF(id="rf", structure=Structure(Lattice.cubic(10.0), ["Rf", "C"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    with pytest.raises(ForceFieldError, match="Rf"):  # UFF stops at lawrencium
+        widom_henry(exotic, charges="none", cycles=1)
+
+
 def test_replication_reaches_twice_the_cutoff():
     assert replication(Lattice.cubic(13.2)) == (2, 2, 2)
     assert replication(Lattice.cubic(25.7)) == (1, 1, 1)
@@ -21,7 +62,7 @@ def test_widom_henry_is_positive_and_reproducible(irmof1):
     b = widom_henry(irmof1, charges="none", cycles=40, seed=3)
     assert a.kh > 0 and np.isfinite(a.kh) and a.kh_ci95 >= 0
     assert a.kh == b.kh  # raspalib is bit-reproducible for a given seed
-    assert a.unit_cells == (2, 2, 2)
+    assert a.box_copies == 8  # the built IRMOF-1 is a 12.9 A cube: 2 x 2 x 2
     n2 = widom_henry(irmof1, N2, charges="none", cycles=40, seed=3)
     assert n2.kh < a.kh  # CO2 adsorbs more strongly than N2 in a Zn-carboxylate framework
 
