@@ -64,25 +64,35 @@ def compute_geometry(structure: Structure, settings: GeometrySettings | None = N
     """Run Zeo++ on a structure in a child process; GeometryError on a crash, timeout or bad output."""
     settings = settings or GeometrySettings()
     args = {k: v for k, v in asdict(settings).items() if k != "timeout_s"}
-    with tempfile.TemporaryDirectory(prefix="zeo-") as tmp:
-        cif = Path(tmp) / "input.cif"
-        write_cif(_jitter(structure), cif, name="zeo")
-        try:
-            proc = subprocess.run([sys.executable, "-m", "discovery._zeo", str(cif), json.dumps(args)],
-                                  capture_output=True, text=True, timeout=settings.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise GeometryError(f"{name}: Zeo++ gave no result within {settings.timeout_s:.0f} s") from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise GeometryError(f"{name}: Zeo++ aborted (exit code {proc.returncode}): {tail}")
-    result = json.loads(lines[-1])
-    if "error" in result:
-        raise GeometryError(f"{name}: Zeo++ failed: {result['error']}")
+    result = run_zeo_child(["-m", "discovery._zeo"], structure, args, settings.timeout_s, name, "Zeo++")
     return Geometry(**result, settings=asdict(settings))
 
 
-def _jitter(structure: Structure) -> Structure:
+def run_zeo_child(argv: list[str], structure: Structure, args: dict, timeout_s: float, name: str, what: str,
+                  error: type[GeometryError] = GeometryError) -> dict:
+    """Run a Zeo++ task in a child Python (``python ARGV CIF JSON_ARGS``) on a jittered copy of the
+    structure and return the JSON object it prints last; ``error`` naming the structure when the child
+    times out, aborts (Zeo++ may call exit()) or reports an error."""
+    with tempfile.TemporaryDirectory(prefix="zeo-") as tmp:
+        cif = Path(tmp) / "input.cif"
+        write_cif(jitter(structure), cif, name="zeo")
+        try:
+            proc = subprocess.run([sys.executable, *argv, str(cif), json.dumps(args)],
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise error(f"{name}: {what} gave no result within {timeout_s:g} s") from None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise error(f"{name}: {what} aborted (exit code {proc.returncode}): {tail}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise error(f"{name}: {what} failed: {result['error']}")
+    return result
+
+
+def jitter(structure: Structure) -> Structure:
+    """A copy with every atom moved by a seeded ~0.001 A (voro++ aborts on exactly symmetric inputs)."""
     rng = np.random.default_rng(0)
     cart = structure.cart_coords + rng.normal(0.0, JITTER_A, size=(len(structure), 3))
     return Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True)
