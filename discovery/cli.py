@@ -173,12 +173,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     properties = tuple(p.strip() for p in args.properties.split(",") if p.strip())
     unknown = [p for p in properties if p not in LEVELS]
     if unknown:
-        raise DiscoveryError(f"unknown --properties {unknown}; available now: {', '.join(LEVELS)}")
-    settings = OracleSettings(charges=args.charges, seed=args.seed,
-                              **({"first_cycles": args.cycles, "max_cycles": args.cycles} if args.cycles else {}))
+        raise DiscoveryError(f"unknown --properties {unknown}; available: {', '.join(LEVELS)}")
+    fixed = {"first_cycles": args.cycles, "max_cycles": args.cycles, "gcmc_first_cycles": args.cycles,
+             "gcmc_max_cycles": args.cycles} if args.cycles else {}
+    settings = OracleSettings(charges=args.charges, seed=args.seed, trajectory_dir=args.trajectories, **fixed)
     paths = _expand(args.structures)
-    rows = evaluate_files(paths, properties, settings, out=args.out, workers=args.workers, progress=not args.json)
-    _print(rows, args.json, lambda rs: "\n".join(_evaluate_line(r) for r in rs))
+    if not paths:
+        raise DiscoveryError(f"no structures found in {args.structures}")
+    rows = evaluate_files(paths, properties, settings, out=args.out, workers=args.workers,
+                          timeout_s=args.timeout, progress=not args.json)
+    _print(rows[0] if len(rows) == 1 else rows, args.json, lambda _: "\n".join(_evaluate_line(r) for r in rows))
     return 1 if any(r.get("failures") for r in rows) else 0
 
 
@@ -197,13 +201,20 @@ def _expand(items: list[str]) -> list[str]:
 
 def _evaluate_line(r: dict) -> str:
     parts = [r.get("file", r.get("structure", "?")) + ":"]
-    henry = r.get("properties", {}).get("henry")
-    if henry:
-        parts.append(f"K_H(CO2) {henry['kh_co2']:.3e} +- {henry['kh_co2_ci95']:.1e} mol/kg/Pa, "
-                     f"K_H(N2) {henry['kh_n2']:.3e}, ratio {henry['kh_ratio_co2_n2']:.1f}")
-    geo = r.get("properties", {}).get("geometry")
-    if geo:
-        parts.append(f"LCD {geo['lcd']:.2f} A, PLD {geo['pld']:.2f} A")
+    if geo := r.get("geometry"):
+        parts.append(f"LCD {geo['lcd_A']:.2f} A, PLD {geo['pld_A']:.2f} A, ASA {geo['asa_m2_g']:.0f} m2/g;")
+    if henry := r.get("henry"):
+        co2, n2 = henry["co2"], henry["n2"]
+        parts.append(f"K_H(CO2) {co2['kh_mol_kg_pa']:.3e} +- {co2['ci95']:.1e} mol/kg/Pa, "
+                     f"K_H(N2) {n2['kh_mol_kg_pa']:.3e}, Q_st {co2['qst_kj_mol']:.1f} kJ/mol;")
+    if flue := r.get("flue_gas"):
+        parts.append(f"flue gas CO2 {flue['co2_mol_kg']:.3f} N2 {flue['n2_mol_kg']:.3f} mol/kg, "
+                     f"selectivity {flue['selectivity']:.1f};")
+    if wc := r.get("working_capacity"):
+        parts.append(f"working capacity {wc['co2_mol_kg']:.3f} +- {wc['ci95']:.3f} mol/kg;")
+    if diff := r.get("diffusivity"):
+        flag = "" if diff["converged"] else " (not diffusive: censored)"
+        parts.append(f"D(CO2) {diff['co2_m2_s']:.2e} +- {diff['ci95']:.1e} m2/s{flag};")
     parts += [f"FAILED {level}: {f['message']}" for level, f in (r.get("failures") or {}).items()]
     return " ".join(parts)
 
@@ -211,9 +222,10 @@ def _evaluate_line(r: dict) -> str:
 def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
     from .benchmark import benchmark_oracle
 
-    result = benchmark_oracle(args.reference, workers=args.workers)
+    result = benchmark_oracle(args.reference, workers=args.workers, md=not args.no_md)
     _print(result, args.json, lambda r: json.dumps(r, indent=2))
-    return 0 if result["within_5pct_co2"] else 1
+    transport_ok = args.no_md or result["transport"]["within_20pct"]
+    return 0 if result["within_5pct_co2"] and transport_ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(sub, "evaluate", cmd_evaluate, "run the physics oracle on CIF/JSON structures or dataset directories")
     sp.add_argument("structures", nargs="+")
     sp.add_argument("--charges", choices=["cif", "eqeq", "none"], default="cif")
-    sp.add_argument("--properties", default="geometry,henry", help="comma-separated levels: geometry,henry")
-    sp.add_argument("--cycles", type=int, help="fixed Widom cycles (default: adaptive, 5 %% target)")
+    sp.add_argument("--properties", default="geometry,henry",
+                    help="comma-separated levels: geometry,henry,flue_gas,working_capacity,diffusivity")
+    sp.add_argument("--cycles", type=int, help="fixed Monte Carlo cycles (default: adaptive, 5 %% target)")
+    sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per structure before it is failed")
+    sp.add_argument("--trajectories", help="directory for the MD trajectories of the diffusivity level (npz)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", help="JSONL file: results saved as they finish; finished files are skipped")
     sp.add_argument("--workers", type=int)
@@ -278,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--workers", type=int)
     sp.add_argument("--out", help="keep the dataset here (default: a temporary directory)")
-    sp = add(bench, "oracle", cmd_benchmark_oracle, "RASPA3 Henry coefficients against published reference values")
+    sp = add(bench, "oracle", cmd_benchmark_oracle,
+             "the oracle against published reference values (K_H, CO2 uptakes, MD diffusivity) and its cost")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
     sp.add_argument("--workers", type=int, help="cores to scale throughput to (default: all)")
+    sp.add_argument("--no-md", action="store_true", help="skip the transport (MD) part (about 10 CPU-minutes)")
     sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
     return p

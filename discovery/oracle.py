@@ -1,32 +1,51 @@
 """The physics oracle: ``Oracle().evaluate(mof)`` runs the requested levels and returns a typed record.
 
-Levels so far: ``geometry`` (Zeo++, the cheap first fidelity) and ``henry`` (RASPA3 Widom K_H of CO2 and
-N2 at 298 K with adaptive cycles, and their ratio). Every level records its CPU seconds; a level that
-fails is recorded with its reason and message, and the other levels still run.
+Levels, cheapest first:
+- ``geometry``: Zeo++ pore descriptors (the cheap first fidelity);
+- ``henry``: RASPA3 Widom K_H of CO2 and N2 at 298 K (adaptive cycles) and the CO2 heat of adsorption;
+- ``flue_gas``: GCMC of CO2/N2 15:85 at 1 bar, 298 K: uptakes and CO2/N2 selectivity;
+- ``working_capacity``: flue-gas CO2 uptake minus pure-CO2 uptake at 0.1 bar, 363 K;
+- ``diffusivity``: CO2 self-diffusivity from molecular dynamics (LAMMPS).
+Every level records its CPU seconds; a level that fails is recorded with its reason and message, and the
+other levels still run. Adsorption runs block the pockets a CO2 probe cannot reach (found by Zeo++).
 """
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from typing import Any
 
+import numpy as np
+
 from .errors import DiscoveryError
 from .forcefield import CO2, N2
-from .geometry import compute_geometry
 from .mof import MOF
-from .raspa import adaptive_henry
+from .raspa import (Box, adaptive_henry, adaptive_uptake, framework_charges, heat_of_adsorption, protocol,
+                    simulation_box)
 
-LEVELS = ("geometry", "henry")
+LEVELS = ("geometry", "henry", "flue_gas", "working_capacity", "diffusivity")
+FLUE_GAS = {"pressure_pa": 1e5, "temperature": 298.0, "mole_fractions": (0.15, 0.85)}
+DESORPTION = {"pressure_pa": 1e4, "temperature": 363.0}
+VERSIONED = ("mof-discovery", "raspalib", "pyzeo", "pymatgen", "lammps")
 
 
 @dataclass(frozen=True)
 class OracleSettings:
     charges: str = "cif"  # "cif" (charges from the structure), "eqeq" (computed) or "none"
-    target: float = 0.05  # relative 95 % half-width of K_H at which cycles stop
-    first_cycles: int = 500
-    max_cycles: int = 5000
+    target: float = 0.05  # relative 95 % half-width at which Monte Carlo cycles stop
+    first_cycles: int = 500  # Widom cycles of the first run (a second one is sized from it)
+    max_cycles: int = 5000  # cap on Widom cycles
+    qst_cycles: int = 1000  # one-molecule NVT cycles for the heat of adsorption
+    gcmc_init_cycles: int = 500
+    gcmc_first_cycles: int = 1000
+    gcmc_max_cycles: int = 5000
+    block_pockets: bool = True  # block the pockets Zeo++ finds inaccessible to CO2
+    md_guests: int = 20  # CO2 molecules in the MD box
+    md_production_ps: float = 500.0
+    trajectory_dir: str | None = None  # where MD trajectories are saved (npz, docs/trajectories.md)
     seed: int = 0
     temperature: float = 298.0
 
@@ -45,7 +64,9 @@ class OracleResult:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """One flat record: each level's results under its own name (``henry``, ``flue_gas``, ...)."""
+        return {"structure": self.structure, **self.properties, "failures": self.failures, "cpu_s": self.cpu_s,
+                "settings": self.settings, "versions": self.versions}
 
 
 class Oracle:
@@ -53,41 +74,122 @@ class Oracle:
 
     def __init__(self, settings: OracleSettings | None = None) -> None:
         self.settings = settings or OracleSettings()
+        self._box: Box | None = None
+        self._charges: np.ndarray | None = None
 
-    def evaluate(self, mof: MOF, properties: tuple[str, ...] = LEVELS) -> OracleResult:
+    def evaluate(self, mof: MOF, properties: tuple[str, ...] = ("geometry", "henry")) -> OracleResult:
         unknown = [p for p in properties if p not in LEVELS]
         if unknown:
             raise DiscoveryError(f"unknown oracle level(s) {unknown}; available: {', '.join(LEVELS)}")
-        result = OracleResult(structure=mof.id, settings=asdict(self.settings),
-                              versions={p: version(p) for p in ("raspalib", "pyzeo", "pymatgen")})
-        for level in properties:
-            t0 = time.process_time()
+        result = OracleResult(structure=mof.id, settings={**asdict(self.settings), "protocol": protocol()},
+                              versions=_versions())
+        self._box = self._charges = None  # charges and the simulation box are made once per structure
+        for level in sorted(properties, key=LEVELS.index):
+            t0 = cpu_seconds()
             try:
-                result.properties[level] = getattr(self, f"_{level}")(mof)
+                result.properties[level] = getattr(self, f"_{level}")(mof, result)
             except DiscoveryError as exc:
                 result.failures[level] = {"reason": type(exc).__name__, "message": str(exc)}
-            result.cpu_s[level] = round(time.process_time() - t0, 3)
+            result.cpu_s[level] = round(cpu_seconds() - t0, 3)
         return result
 
-    def _geometry(self, mof: MOF) -> dict[str, Any]:
-        geometry = compute_geometry(mof.structure, name=mof.id)
-        result = geometry.to_dict()
-        result["cpu_s_zeo"] = result.pop("cpu_s")  # Zeo++ runs in a child; its CPU is not in the level's
-        return result
+    def box(self, mof: MOF) -> Box:
+        if self._box is None:
+            pockets = []
+            if self.settings.block_pockets:
+                from .pockets import inaccessible_pockets
 
-    def _henry(self, mof: MOF) -> dict[str, Any]:
-        s = self.settings
-        runs = {g.name: adaptive_henry(mof, g, charges=s.charges, target=s.target, first_cycles=s.first_cycles,
-                                       max_cycles=s.max_cycles, seed=s.seed, temperature=s.temperature)
-                for g in (CO2, N2)}
-        out: dict[str, Any] = {}
-        for name, r in runs.items():
-            key = name.lower()
-            out.update({f"kh_{key}": r.kh, f"kh_{key}_ci95": r.kh_ci95, f"cycles_{key}": r.cycles})
-        out["kh_ratio_co2_n2"] = runs["CO2"].kh / runs["N2"].kh
-        out["unit_cells"] = list(runs["CO2"].unit_cells)
-        out["protocol"] = runs["CO2"].settings
+                pockets = [(p.centre_frac, p.radius_A) for p in inaccessible_pockets(mof.structure, name=mof.id)]
+            self._box = simulation_box(mof, self.charges(mof), pockets=pockets)
+        return self._box
+
+    def charges(self, mof: MOF) -> np.ndarray:
+        if self._charges is None:
+            self._charges = framework_charges(mof, self.settings.charges)
+        return self._charges
+
+    def _geometry(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        from .geometry import compute_geometry
+
+        g = compute_geometry(mof.structure, name=mof.id).to_dict()
+        renamed = {"lcd": "lcd_A", "pld": "pld_A", "lcd_along_path": "lcd_along_path_A", "cpu_s": "cpu_s_zeo"}
+        return {renamed.get(k, k): v for k, v in g.items()}
+
+    def _henry(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        s, box = self.settings, self.box(mof)
+        common = dict(charges=s.charges, seed=s.seed, temperature=s.temperature, box=box)
+        runs = {g.name.lower(): adaptive_henry(mof, g, target=s.target, first_cycles=s.first_cycles,
+                                               max_cycles=s.max_cycles, **common) for g in (CO2, N2)}
+        heat = heat_of_adsorption(mof, CO2, cycles=s.qst_cycles, **common)
+        out: dict[str, Any] = {key: {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "cycles": r.cycles}
+                               for key, r in runs.items()}
+        out["co2"].update(qst_kj_mol=heat.qst_kj_mol, qst_ci95=heat.ci95, qst_cycles=heat.cycles)
+        out["kh_ratio_co2_n2"] = runs["co2"].kh / runs["n2"].kh
+        out.update(_box_record(box))
         return out
+
+    def _flue_gas(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        s = self.settings
+        r = adaptive_uptake(mof, (CO2, N2), FLUE_GAS["mole_fractions"], pressure_pa=FLUE_GAS["pressure_pa"],
+                            temperature=FLUE_GAS["temperature"], charges=s.charges, target=s.target,
+                            first_cycles=s.gcmc_first_cycles, max_cycles=s.gcmc_max_cycles,
+                            init_cycles=s.gcmc_init_cycles, seed=s.seed, box=self.box(mof))
+        y_co2, y_n2 = FLUE_GAS["mole_fractions"]
+        q_co2, q_n2 = r.uptake["CO2"], r.uptake["N2"]
+        return {"co2_mol_kg": q_co2, "co2_ci95": r.ci95["CO2"], "n2_mol_kg": q_n2, "n2_ci95": r.ci95["N2"],
+                "selectivity": (q_co2 / q_n2) / (y_co2 / y_n2) if q_n2 > 0 else float("inf"),
+                "pressure_pa": r.pressure_pa, "temperature_K": r.temperature, "mole_fractions": r.mole_fractions,
+                "fugacity_coefficients": r.fugacity_coefficients, "cycles": r.cycles, "init_cycles": r.init_cycles}
+
+    def _working_capacity(self, mof: MOF, result: OracleResult) -> dict[str, Any]:
+        s = self.settings
+        if "flue_gas" not in result.properties:  # adsorption step: reuse the flue-gas level, or run it
+            if "flue_gas" in result.failures:
+                raise DiscoveryError(f"{mof.id}: no flue-gas uptake to start from ({result.failures['flue_gas']['message']})")
+            result.properties["flue_gas"] = self._flue_gas(mof, result)
+        adsorbed = result.properties["flue_gas"]
+        r = adaptive_uptake(mof, (CO2,), (1.0,), pressure_pa=DESORPTION["pressure_pa"],
+                            temperature=DESORPTION["temperature"], charges=s.charges, target=s.target,
+                            first_cycles=s.gcmc_first_cycles, max_cycles=s.gcmc_max_cycles,
+                            init_cycles=s.gcmc_init_cycles, seed=s.seed, box=self.box(mof))
+        desorbed = r.uptake["CO2"]
+        return {"co2_mol_kg": adsorbed["co2_mol_kg"] - desorbed,
+                "ci95": float(np.hypot(adsorbed["co2_ci95"], r.ci95["CO2"])),
+                "adsorption_co2_mol_kg": adsorbed["co2_mol_kg"], "desorption_co2_mol_kg": desorbed,
+                "desorption_ci95": r.ci95["CO2"], "desorption_pressure_pa": r.pressure_pa,
+                "desorption_temperature_K": r.temperature, "desorption_cycles": r.cycles}
+
+    def _diffusivity(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        from .md import run_md
+
+        s = self.settings
+        r = run_md(mof, self.charges(mof), n_guests=s.md_guests, production_ps=s.md_production_ps, seed=s.seed,
+                   temperature=s.temperature, out_dir=s.trajectory_dir)
+        return {"co2_m2_s": r.d_m2_s, "ci95": r.ci95, "converged": r.converged, "reason": r.reason,
+                "loglog_slope": r.slope, "fit_window_ps": list(r.fit_window_ps), "n_guests": r.n_guests,
+                "simulated_ps": r.simulated_ps, "mean_temperature_K": r.mean_temperature,
+                "ms_per_step": r.ms_per_step, "trajectory": r.trajectory_path, "md_settings": r.settings}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (Zeo++ runs in a child process)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _box_record(box: Box) -> dict[str, Any]:
+    return {"box_copies": box.copies, "box_matrix": [list(r) for r in box.matrix],
+            "blocked_pockets": len(box.blocking)}
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except Exception:  # an optional engine that is not installed is recorded as absent
+            found[name] = "not installed"
+    return found
 
 
 def _evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +208,8 @@ def evaluate_files(paths: list[str], properties: tuple[str, ...], settings: Orac
                    out: str | None = None, workers: int | None = None, timeout_s: float = 1800.0,
                    progress: bool = True) -> list[dict[str, Any]]:
     """Evaluate many structures, one process per core; with ``out`` (JSONL) results are saved as they
-    finish and files already there are skipped, so an interrupted batch resumes."""
+    finish and files already there are skipped, so an interrupted batch resumes. A structure that
+    crashes its worker or runs past ``timeout_s`` is recorded as a failure; the batch carries on."""
     from pathlib import Path
 
     from .jsonl import append, open_for_append, read_rows

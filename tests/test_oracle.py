@@ -9,7 +9,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:OpenCL library not found:Runtime
 def test_oracle_levels_and_failures_as_data(irmof1):
     oracle = Oracle(OracleSettings(charges="cif", first_cycles=20, max_cycles=20))
     result = oracle.evaluate(irmof1, ("geometry", "henry"))
-    assert result.properties["geometry"]["pld"] > 2.4
+    assert result.properties["geometry"]["pld_A"] > 2.4
     # the built MOF has no charges: henry fails with the reason recorded, geometry still ran
     assert "henry" in result.failures and "no charges" in result.failures["henry"]["message"]
     assert set(result.cpu_s) == {"geometry", "henry"}
@@ -17,11 +17,24 @@ def test_oracle_levels_and_failures_as_data(irmof1):
 
 
 def test_henry_level_without_charges(irmof1):
-    result = Oracle(OracleSettings(charges="none", first_cycles=20, max_cycles=20)).evaluate(irmof1, ("henry",))
-    henry = result.properties["henry"]
-    assert henry["kh_co2"] > henry["kh_n2"] > 0
-    assert henry["cycles_co2"] == 20 and henry["unit_cells"] == [2, 2, 2]
-    assert henry["protocol"]["cutoff_A"] == 12.8
+    settings = OracleSettings(charges="none", first_cycles=20, max_cycles=20, qst_cycles=20)
+    record = Oracle(settings).evaluate(irmof1, ("henry",)).to_dict()
+    henry = record["henry"]
+    assert henry["co2"]["kh_mol_kg_pa"] > henry["n2"]["kh_mol_kg_pa"] > 0
+    assert henry["co2"]["cycles"] == 20 and henry["box_copies"] == 8 and henry["blocked_pockets"] == 0
+    assert 5.0 < henry["co2"]["qst_kj_mol"] < 40.0  # physisorption of CO2 in a Zn carboxylate
+    assert record["settings"]["protocol"]["cutoff_A"] == 12.8 and record["settings"]["charges"] == "none"
+    assert record["versions"]["raspalib"] == "3.1.0"
+
+
+def test_flue_gas_and_working_capacity(irmof1):
+    settings = OracleSettings(charges="none", gcmc_init_cycles=10, gcmc_first_cycles=30, gcmc_max_cycles=30)
+    record = Oracle(settings).evaluate(irmof1, ("working_capacity",)).to_dict()
+    flue, wc = record["flue_gas"], record["working_capacity"]  # the flue-gas step is run and kept
+    assert flue["co2_mol_kg"] > 0 and flue["n2_mol_kg"] >= 0 and flue["cycles"] == 30
+    assert flue["mole_fractions"] == {"CO2": 0.15, "N2": 0.85}
+    assert wc["co2_mol_kg"] == pytest.approx(flue["co2_mol_kg"] - wc["desorption_co2_mol_kg"])
+    assert wc["desorption_temperature_K"] == 363.0 and wc["desorption_pressure_pa"] == 1e4
 
 
 def test_unknown_level_is_named(irmof1):
@@ -37,9 +50,9 @@ def test_batch_carries_on_and_resumes(irmof1, tmp_path):
     bad = tmp_path / "broken.cif"
     bad.write_text("not a cif")
     out = tmp_path / "results.jsonl"
-    settings = OracleSettings(charges="none", first_cycles=10, max_cycles=10)
+    settings = OracleSettings(charges="none", first_cycles=10, max_cycles=10, qst_cycles=10)
     rows = evaluate_files([str(good), str(bad)], ("henry",), settings, out=str(out), workers=2, progress=False)
-    assert rows[0]["properties"]["henry"]["kh_co2"] > 0
+    assert rows[0]["henry"]["co2"]["kh_mol_kg_pa"] > 0
     assert "broken.cif" in rows[1]["failures"]["read"]["message"]
     again = evaluate_files([str(good), str(bad)], ("henry",), settings, out=str(out), workers=2, progress=False)
     assert again == rows  # nothing redone: both come from the saved results
