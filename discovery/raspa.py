@@ -142,11 +142,23 @@ def simulation_box(mof: MOF, charges: Charges | np.ndarray, cutoff: float = CUTO
         raise OracleError(f"{mof.id}: {q.shape[0]} charges for {mof.n_atoms} atoms")
     for site in mof.structure:
         framework_lj(site.specie.symbol)  # ForceFieldError naming an element UFF lacks, before any simulation
+    _check_atoms(mof)
     cell = supercell.simulation_cell(mof.structure.lattice, cutoff)
     unit = mof.structure.copy(site_properties={"charge": list(q)})
     box = cell.build(unit)
     return Box(structure=box, charges=np.array(box.site_properties["charge"], dtype=float), matrix=cell.matrix,
                copies=cell.copies, blocking=_images_in_box(pockets, np.array(cell.matrix)))
+
+
+def _check_atoms(mof: MOF) -> None:
+    """OracleError for a degenerate cell or overlapping atoms: RASPA would simulate them without a word."""
+    from .bonds import bond_graph
+    from .validity import check_cell, check_overlap
+
+    cell = check_cell(mof.structure)
+    found = cell if not cell.passed else check_overlap(mof.structure, bond_graph(mof.structure))
+    if not found.passed:
+        raise OracleError(f"{mof.id}: {found.name}: {found.message}")
 
 
 def adaptive_henry(mof: MOF, guest: Guest = CO2, *, charges: Charges = "cif", target: float = 0.05,

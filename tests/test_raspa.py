@@ -46,6 +46,10 @@ def test_bad_inputs_are_named(irmof1):
     with pytest.raises(StructureReadError, match="nan: charges must be"):  # NaN charges never reach RASPA
         MOF(id="nan", structure=irmof1.structure, charges=q)
     exotic = MOF(id="rf", structure=Structure(Lattice.cubic(10.0), ["Rf", "C"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    overlapping = irmof1.structure.copy()
+    overlapping.append("H", overlapping[0].coords + [0.3, 0.0, 0.0], coords_are_cartesian=True)
+    with pytest.raises(OracleError, match="clash: overlap: "):
+        simulation_box(MOF(id="clash", structure=overlapping), "none")
     with pytest.raises(ForceFieldError, match="Rf"):  # UFF stops at lawrencium
         widom_henry(exotic, charges="none", cycles=1)
 
@@ -65,6 +69,28 @@ def test_widom_henry_is_positive_and_reproducible(irmof1):
     assert a.box_copies == 8  # the built IRMOF-1 is a 12.9 A cube: 2 x 2 x 2
     n2 = widom_henry(irmof1, N2, charges="none", cycles=40, seed=3)
     assert n2.kh < a.kh  # CO2 adsorbs more strongly than N2 in a Zn-carboxylate framework
+
+
+def test_henry_and_heat_units(irmof1):
+    from discovery.raspa import GAS_CONSTANT, heat_of_adsorption
+
+    r = widom_henry(irmof1, charges="none", cycles=30, seed=4)
+    rho = irmof1.structure.density * 1000.0  # g/cm3 -> kg/m3
+    assert r.kh == pytest.approx(r.rosenbluth_weight / (GAS_CONSTANT * 298.0 * rho), rel=1e-6)  # mol/kg/Pa
+    heat = heat_of_adsorption(irmof1, charges="none", cycles=30, init_cycles=5, seed=4)
+    assert heat.energy_K < 0  # an attractive framework
+    assert heat.qst_kj_mol == pytest.approx(GAS_CONSTANT * (298.0 - heat.energy_K) / 1000.0)
+
+
+def test_mixture_gcmc_reports_each_gas(irmof1):
+    from discovery.forcefield import CO2
+    from discovery.raspa import gcmc_uptake
+
+    mix = gcmc_uptake(irmof1, (CO2, N2), (0.15, 0.85), pressure_pa=1e5, charges="none", cycles=40, init_cycles=20)
+    assert set(mix.uptake) == {"CO2", "N2"} and mix.uptake["CO2"] > 0
+    assert mix.fugacity_coefficients["N2"] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(OracleError, match="sum to 1"):
+        gcmc_uptake(irmof1, (CO2, N2), (0.15, 0.80), pressure_pa=1e5, charges="none", cycles=1)
 
 
 def test_charges_are_required_and_must_be_neutral(irmof1):
