@@ -31,3 +31,18 @@ def test_assemble_then_check(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["valid"] is True
     assert "broken.cif" in rows[1]["error"]
+
+
+@pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
+def test_evaluate_json_has_the_documented_keys(irmof1, tmp_path, capsys):
+    cif = tmp_path / "irmof1.cif"
+    irmof1.to_cif(cif)
+    assert main(["evaluate", str(cif), "--charges", "none", "--properties", "geometry,henry", "--cycles", "20",
+                 "--workers", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)  # one structure: one record, not a list
+    assert set(record["henry"]["co2"]) >= {"kh_mol_kg_pa", "ci95", "qst_kj_mol", "cycles"}
+    assert record["henry"]["n2"]["kh_mol_kg_pa"] > 0
+    assert set(record["geometry"]) >= {"lcd_A", "pld_A", "asa_m2_g", "void_fraction", "density_g_cm3"}
+    assert record["settings"]["charges"] == "none" and record["failures"] == {}
+    assert main(["evaluate", str(cif), "--properties", "henry,flue"]) == 2  # a typo is named, nothing runs
+    assert "'flue'" in capsys.readouterr().err
