@@ -174,8 +174,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     unknown = [p for p in properties if p not in LEVELS]
     if unknown:
         raise DiscoveryError(f"unknown --properties {unknown}; available: {', '.join(LEVELS)}")
-    fixed = {"first_cycles": args.cycles, "max_cycles": args.cycles, "qst_cycles": args.cycles, "gcmc_first_cycles": args.cycles,
-             "gcmc_max_cycles": args.cycles} if args.cycles else {}
+    fixed = dict.fromkeys(("first_cycles", "max_cycles", "qst_cycles", "gcmc_first_cycles", "gcmc_max_cycles"),
+                          args.cycles) if args.cycles else {}
     settings = OracleSettings(charges=args.charges, seed=args.seed, trajectory_dir=args.trajectories, **fixed)
     paths = _expand(args.structures)
     if not paths:

@@ -145,7 +145,8 @@ class Oracle:
         s = self.settings
         if "flue_gas" not in result.properties:  # adsorption step: reuse the flue-gas level, or run it
             if "flue_gas" in result.failures:
-                raise DiscoveryError(f"{mof.id}: no flue-gas uptake to start from ({result.failures['flue_gas']['message']})")
+                why = result.failures["flue_gas"]["message"]
+                raise DiscoveryError(f"{mof.id}: no flue-gas uptake to start from ({why})")
             result.properties["flue_gas"] = self._flue_gas(mof, result)
         adsorbed = result.properties["flue_gas"]
         r = adaptive_uptake(mof, (CO2,), (1.0,), pressure_pa=DESORPTION["pressure_pa"],
