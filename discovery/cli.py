@@ -143,6 +143,37 @@ def cmd_dataset_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_label(args: argparse.Namespace) -> int:
+    from .oracle import OracleSettings, evaluate_files
+
+    structures = sorted((Path(args.dir) / "structures").glob("*.cif"))
+    if not structures:
+        raise DiscoveryError(f"{args.dir} has no structures/*.cif: not a dataset directory")
+    properties = _levels(args.properties)
+    out = Path(args.dir) / "labels" / f"{args.charges}.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    paths = [str(p) for p in structures[: args.limit]]
+    rows = evaluate_files(paths, properties, OracleSettings(charges=args.charges, seed=args.seed), out=str(out),
+                          workers=args.workers, timeout_s=args.timeout, progress=not args.json)
+    failed = [r for r in rows if r.get("failures")]
+    cpu_h = sum(sum(r.get("cpu_s", {}).values()) for r in rows) / 3600.0
+    summary = {"labels": str(out), "structures": len(paths), "labelled": len(rows) - len(failed),
+               "failed": len(failed), "cpu_hours": round(cpu_h, 2), "properties": list(properties),
+               "charges": args.charges}
+    _print(summary, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+    return 0
+
+
+def _levels(text: str) -> tuple[str, ...]:
+    from .oracle import LEVELS
+
+    properties = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in properties if p not in LEVELS]
+    if unknown or not properties:
+        raise DiscoveryError(f"unknown --properties {unknown or text!r}; available: {', '.join(LEVELS)}")
+    return properties
+
+
 def _summary_text(out: str, s: dict) -> str:
     lines = [f"{out}: {s['valid']} valid MOFs of {s['attempted']} recipes ({100 * s['valid_fraction']:.0f} %)"]
     lines += [f"  rejected, {reason}: {n}" for reason, n in s["failures"].items()]
@@ -168,12 +199,9 @@ def cmd_benchmark_geometry(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .oracle import LEVELS, OracleSettings, evaluate_files
+    from .oracle import OracleSettings, evaluate_files
 
-    properties = tuple(p.strip() for p in args.properties.split(",") if p.strip())
-    unknown = [p for p in properties if p not in LEVELS]
-    if unknown:
-        raise DiscoveryError(f"unknown --properties {unknown}; available: {', '.join(LEVELS)}")
+    properties = _levels(args.properties)
     fixed = dict.fromkeys(("first_cycles", "max_cycles", "qst_cycles", "gcmc_first_cycles", "gcmc_max_cycles"),
                           args.cycles) if args.cycles else {}
     settings = OracleSettings(charges=args.charges, seed=args.seed, trajectory_dir=args.trajectories, **fixed)
@@ -286,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, help="processes (default: all cores)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     add(ds, "summary", cmd_dataset_summary, "summarise a dataset directory").add_argument("dir")
+    sp = add(ds, "label", cmd_dataset_label,
+             "run the oracle over a dataset's structures (parallel, resumable): DIR/labels/CHARGES.jsonl")
+    sp.add_argument("dir")
+    sp.add_argument("--properties", default="henry", help="comma-separated oracle levels (default: henry)")
+    sp.add_argument("--charges", choices=["eqeq", "none"], default="eqeq")
+    sp.add_argument("--limit", type=int, help="label only the first N structures (in name order)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--workers", type=int)
+    sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per structure before it is failed")
 
     bench = sub.add_parser("benchmark", help="benchmarks printing JSON").add_subparsers(dest="sub", required=True)
     sp = add(bench, "dataset", cmd_benchmark_dataset, "build a design space and report throughput and validity")

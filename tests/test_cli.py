@@ -46,3 +46,20 @@ def test_evaluate_json_has_the_documented_keys(irmof1, tmp_path, capsys):
     assert record["settings"]["charges"] == "none" and record["failures"] == {}
     assert main(["evaluate", str(cif), "--properties", "henry,flue"]) == 2  # a typo is named, nothing runs
     assert "'flue'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
+def test_dataset_label_is_resumable(irmof1, tmp_path, capsys):
+    (tmp_path / "structures").mkdir()
+    irmof1.to_cif(tmp_path / "structures" / "pcu+N16+E14.cif")
+    (tmp_path / "structures" / "broken.cif").write_text("not a cif")
+    args = ["dataset", "label", str(tmp_path), "--properties", "geometry", "--charges", "none", "--workers", "1",
+            "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["structures"] == 2 and first["labelled"] == 1 and first["failed"] == 1
+    labels = tmp_path / "labels" / "none.jsonl"
+    assert len(labels.read_text().splitlines()) == 2
+    assert main(args) == 0  # a rerun finds everything done and appends nothing
+    assert len(labels.read_text().splitlines()) == 2
+    assert main(["dataset", "label", str(tmp_path / "nowhere")]) == 2
