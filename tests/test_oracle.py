@@ -57,3 +57,12 @@ def test_batch_carries_on_and_resumes(irmof1, tmp_path):
     again = evaluate_files([str(good), str(bad)], ("henry",), settings, out=str(out), workers=2, progress=False)
     assert again == rows  # nothing redone: both come from the saved results
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_diffusivity_level_writes_its_trajectory(irmof1, tmp_path):
+    settings = OracleSettings(charges="none", md_guests=2, md_production_ps=2.0, trajectory_dir=str(tmp_path))
+    record = Oracle(settings).evaluate(irmof1, ("diffusivity",)).to_dict()
+    d = record["diffusivity"]
+    assert set(d) >= {"co2_m2_s", "ci95", "converged", "trajectory"} and d["n_guests"] == 2
+    assert d["converged"] in (True, False) and (tmp_path / d["trajectory"].split("/")[-1]).exists()
+    assert record["cpu_s"]["diffusivity"] > 0
