@@ -153,7 +153,9 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
     out = Path(args.dir) / "labels" / f"{args.charges}.jsonl"
     out.parent.mkdir(exist_ok=True)
     paths = [str(p) for p in structures[: args.limit]]
-    rows = evaluate_files(paths, properties, OracleSettings(charges=args.charges, seed=args.seed), out=str(out),
+    settings = OracleSettings(charges=args.charges, seed=args.seed, target=args.target, first_cycles=args.first_cycles,
+                              max_cycles=args.max_cycles, qst_cycles=args.qst_cycles)
+    rows = evaluate_files(paths, properties, settings, out=str(out),
                           workers=args.workers, timeout_s=args.timeout, progress=not args.json)
     failed = [r for r in rows if r.get("failures")]
     cpu_h = sum(sum(r.get("cpu_s", {}).values()) for r in rows) / 3600.0
@@ -234,7 +236,8 @@ def _evaluate_line(r: dict) -> str:
     if henry := r.get("henry"):
         co2, n2 = henry["co2"], henry["n2"]
         parts.append(f"K_H(CO2) {co2['kh_mol_kg_pa']:.3e} +- {co2['ci95']:.1e} mol/kg/Pa, "
-                     f"K_H(N2) {n2['kh_mol_kg_pa']:.3e}, Q_st {co2['qst_kj_mol']:.1f} kJ/mol;")
+                     f"K_H(N2) {n2['kh_mol_kg_pa']:.3e}" +
+                     (f", Q_st {co2['qst_kj_mol']:.1f} kJ/mol;" if "qst_kj_mol" in co2 else ";"))
     if flue := r.get("flue_gas"):
         parts.append(f"flue gas CO2 {flue['co2_mol_kg']:.3f} N2 {flue['n2_mol_kg']:.3f} mol/kg, "
                      f"selectivity {flue['selectivity']:.1f};")
@@ -307,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int)
 
     ds = sub.add_parser("dataset", help="design-space datasets").add_subparsers(dest="sub", required=True)
+    datasets = ds
     sp = add(ds, "build", cmd_dataset_build, "sample, assemble, check and describe hypothetical MOFs (resumable)")
     sp.add_argument("--size", type=int, required=True, help="number of recipes to attempt")
     sp.add_argument("--seed", type=int, default=0)
@@ -320,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--properties", default="henry", help="comma-separated oracle levels (default: henry)")
     sp.add_argument("--charges", choices=["eqeq", "none"], default="eqeq")
     sp.add_argument("--limit", type=int, help="label only the first N structures (in name order)")
+    sp.add_argument("--target", type=float, default=0.05, help="relative 95 %% half-width at which Widom stops")
+    sp.add_argument("--first-cycles", type=int, default=500, help="Widom cycles of the first run")
+    sp.add_argument("--max-cycles", type=int, default=5000, help="cap on Widom cycles")
+    sp.add_argument("--qst-cycles", type=int, default=1000, help="cycles for the CO2 heat of adsorption (0: skip)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--workers", type=int)
     sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per structure before it is failed")
@@ -337,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-md", action="store_true", help="skip the transport (MD) part (about 10 CPU-minutes)")
     sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
+
+    from surrogates.cli import register  # train, predict, dataset export, benchmark surrogate/acquisition
+
+    register(sub, datasets, bench, add)
     return p
 
 
