@@ -1,0 +1,152 @@
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from discovery.errors import DiscoveryError
+from discovery.mof import Bead, CGView
+from surrogates.data import load_pool, read_table
+from surrogates.ensemble import DeepEnsemble, EnsembleConfig
+from surrogates.gnn import CrystalGNN, NetConfig
+from surrogates.graphs import GraphError, bb_graph, bb_index, cg_graph, neighbor_edges
+
+PROBE = {"log10_kh_probe": -5.2, "min_energy_K": -2600.0, "frac_below_4000K": 0.0, "frac_below_3000K": 0.0,
+         "frac_below_2500K": 0.01, "frac_below_2000K": 0.03, "frac_below_1500K": 0.08, "frac_below_1000K": 0.2}
+GEOMETRY = {"lcd": 12.0, "pld": 8.0, "asa_m2_g": 3000.0, "density_g_cm3": 0.6, "void_fraction": 0.8, **PROBE}
+
+
+def test_periodic_neighbours_in_a_triclinic_cell():
+    # one point in a cell: all its neighbours are its own images; in a sheared cell the nearest
+    # images lie along the short lattice vectors, whatever the tilt
+    a = np.array([[10.0, 0, 0], [5.0, 9.0, 0], [2.0, 3.0, 11.0]])
+    edges, dist = neighbor_edges(a, np.zeros((1, 3)), cutoff=12.0, max_neighbors=50)
+    images = [i * a[0] + j * a[1] + k * a[2] for i in range(-3, 4) for j in range(-3, 4) for k in range(-3, 4)]
+    expected = sorted(d for d in np.linalg.norm(images, axis=1) if 1e-8 < d < 12.0)
+    assert np.allclose(sorted(dist), expected)
+    assert (edges == 0).all()
+    edges, dist = neighbor_edges(a, np.zeros((1, 3)), cutoff=12.0, max_neighbors=4)
+    assert np.allclose(sorted(dist), expected[:4])  # the 4 nearest are kept
+
+
+def test_cg_graph_of_a_built_mof(irmof1):
+    g = cg_graph(irmof1.cg, GEOMETRY, irmof1.id)
+    assert g.num_nodes == len(irmof1.cg.beads) and g.edge_index.max() < g.num_nodes
+    assert g.globals.shape == (1, 13) and set(g.bead_bb.tolist()) == {bb_index()["N16"], bb_index()["E14"]}
+    z = bb_graph(bb_index()["N16"]).z.tolist()
+    assert z.count(30) == 4 and z.count(0) == 6  # Zn4O(CO2)6: four Zn, six connection points
+
+
+def test_bad_graph_inputs_are_named(irmof1):
+    with pytest.raises(GraphError, match="no coarse-grained view"):
+        cg_graph(None, GEOMETRY, "plain.cif")
+    with pytest.raises(GraphError, match="non-finite"):
+        cg_graph(irmof1.cg, {**GEOMETRY, "lcd": float("nan")}, "x")
+    with pytest.raises(GraphError, match="log10_kh_probe"):
+        cg_graph(irmof1.cg, {k: v for k, v in GEOMETRY.items() if k != "log10_kh_probe"}, "x")
+    bogus = CGView(irmof1.cg.lattice, (Bead("N99999", "node", np.zeros(3)),))
+    with pytest.raises(GraphError, match="N99999"):
+        cg_graph(bogus, GEOMETRY, "x")
+
+
+def synthetic_graphs(irmof1, n=40, seed=0):
+    """The IRMOF-1 CG graph with varied descriptors; the target is a smooth function of them."""
+    rng = np.random.default_rng(seed)
+    graphs, y = [], []
+    for _ in range(n):
+        geo = {"lcd": rng.uniform(5, 20), "pld": rng.uniform(4, 15), "asa_m2_g": rng.uniform(500, 5000),
+               "density_g_cm3": rng.uniform(0.3, 1.5), "void_fraction": rng.uniform(0.4, 0.9), **PROBE}
+        graphs.append(cg_graph(irmof1.cg, geo, "syn"))
+        y.append([-4.0 - 0.1 * geo["lcd"] + geo["density_g_cm3"], -6.0 - 0.05 * geo["lcd"]])
+    return graphs, np.array(y)
+
+
+SMALL = EnsembleConfig(members=2, epochs=8, batch_size=8, net=NetConfig(hidden=16, filters=16, gaussians=8))
+
+
+def test_a_tiny_training_run_lowers_the_loss(irmof1):
+    graphs, y = synthetic_graphs(irmof1)
+    model = DeepEnsemble.fit(graphs, y, SMALL)
+    for curve in model.info["loss_curves"]:
+        assert min(curve) < curve[0]
+    pred = model.predict(graphs)
+    assert pred.mean.shape == (40, 2) and pred.members.shape == (2, 40, 2) and (pred.std > 0).all()
+    assert np.allclose(pred.members.mean(0), pred.mean)
+
+
+def test_saved_model_reloads_without_pickle(irmof1, tmp_path):
+    graphs, y = synthetic_graphs(irmof1, n=20)
+    model = DeepEnsemble.fit(graphs, y, SMALL)
+    model.save(tmp_path / "m", extra={"data_version": "labels-test"})
+    again = DeepEnsemble.load(tmp_path / "m")
+    assert np.allclose(again.predict(graphs).members, model.predict(graphs).members, atol=1e-5)
+    assert again.meta["data_version"] == "labels-test" and again.config == model.config
+    (tmp_path / "m" / "model.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(DiscoveryError, match="unsupported model format"):
+        DeepEnsemble.load(tmp_path / "m")
+
+
+def test_bad_configs_and_targets_are_refused(irmof1):
+    with pytest.raises(DiscoveryError, match="at least 2 members"):
+        EnsembleConfig(members=1)
+    with pytest.raises(DiscoveryError, match="epoch"):
+        EnsembleConfig.from_dict({"epoch": 3})
+    graphs, y = synthetic_graphs(irmof1, n=12)
+    y[3, 0] = np.nan
+    with pytest.raises(DiscoveryError, match="non-finite"):
+        DeepEnsemble.fit(graphs, y, SMALL)
+
+
+def test_block_vectors_are_cached_only_in_eval_mode(irmof1):
+    net = CrystalGNN(NetConfig(hidden=8, filters=8, gaussians=4)).eval()
+    g = cg_graph(irmof1.cg, GEOMETRY, "x")
+    from torch_geometric.data import Batch
+
+    with torch.no_grad():
+        first = net(Batch.from_data_list([g]))
+        assert len(net._bb_cache) == 2
+        assert torch.allclose(net(Batch.from_data_list([g])), first)
+    net.train()
+    assert net._bb_cache == {}
+
+
+def test_pool_table_skips_unlabelled_mofs(irmof1, tmp_path):
+    header = {"format": 1, "labels_sha256": "ab" * 32, "n": 2}
+    rows = [{"id": "a", "cg": irmof1.cg.to_dict(), "descriptors": GEOMETRY,
+             "labels": {"log10_kh_co2": -4.5, "log10_kh_n2": -5.9}},
+            {"id": "b", "cg": irmof1.cg.to_dict(), "descriptors": GEOMETRY, "labels": {},
+             "failures": {"henry": {"reason": "timeout"}}}]
+    path = tmp_path / "pool.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in [header, *rows])
+    pool = load_pool(path)
+    assert pool.ids == ["a"] and pool.y.tolist() == [[-4.5, -5.9]] and "timeout" in pool.skipped["b"]
+    assert pool.data_version == "labels-abababababab"
+    assert read_table(path)[0]["n"] == 2
+    with pytest.raises(DiscoveryError, match="unknown targets"):
+        load_pool(path, targets=("log10_kh_h2o",))
+
+
+def test_train_and_predict_from_the_command_line(irmof1, tmp_path, capsys):
+    from discovery.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = [{"id": f"m{i}", "cg": irmof1.cg.to_dict(), "labels": {"log10_kh_co2": -5 + 0.1 * i, "log10_kh_n2": -6.0},
+             "descriptors": {**GEOMETRY, "lcd": float(rng.uniform(5, 20))}} for i in range(16)]
+    table = tmp_path / "pool.jsonl.gz"
+    with gzip.open(table, "wt") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in [{"format": 1, "labels_sha256": "cd" * 32, "n": 16}, *rows])
+    model = tmp_path / "model"
+    assert main(["train", "surrogate", "--data", str(table), "--out", str(model), "--members", "2",
+                 "--epochs", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_labelled"] == 16 and summary["data_version"] == "labels-cdcdcdcdcdcd"
+    record, cif = tmp_path / "irmof1.json", tmp_path / "irmof1.cif"
+    irmof1.to_json(record)
+    irmof1.to_cif(cif)
+    assert main(["predict", "--model", str(model), str(record), str(cif), "--json"]) == 1  # the CIF has no CG
+    scored, plain = json.loads(capsys.readouterr().out)
+    assert np.isfinite(scored["log10_kh_co2"]["mean"]) and scored["log10_kh_co2"]["std"] > 0
+    assert "log10_selectivity" in scored and scored["model"]["data_version"] == "labels-cdcdcdcdcdcd"
+    assert "no coarse-grained view" in plain["error"]
