@@ -63,20 +63,26 @@ def gp_features(ensemble: DeepEnsemble, graphs: Sequence) -> Tensor:
     return torch.from_numpy(np.concatenate([ensemble.embed(graphs), globals_], axis=1)).to(DTYPE)
 
 
-def fit_gp(X: Tensor, Y: Tensor) -> SingleTaskGP:
-    """An exact GP per output (Matern-5/2 with ARD, BoTorch's defaults) fitted by marginal likelihood."""
-    gp = SingleTaskGP(X.to(DTYPE), Y.to(DTYPE), input_transform=Normalize(X.shape[-1]),
+def fit_gp(X: Tensor, Y: Tensor, domain: Tensor | None = None) -> SingleTaskGP:
+    """An exact GP per output (Matern-5/2 with ARD, BoTorch's defaults) fitted by marginal likelihood.
+    ``domain`` (``m x d``, e.g. every candidate's features) sets the input scaling, so that candidates
+    outside the training points' range are scaled the same way."""
+    span = X if domain is None else domain.to(X)
+    low = span.min(0).values
+    bounds = torch.stack([low, torch.maximum(span.max(0).values, low + 1e-6)]).to(DTYPE)  # constant columns
+    gp = SingleTaskGP(X.to(DTYPE), Y.to(DTYPE), input_transform=Normalize(X.shape[-1], bounds=bounds),
                       outcome_transform=Standardize(Y.shape[-1]))
     fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
     return gp
 
 
 def gp_prediction(gp: SingleTaskGP, X: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean and standard deviation (``n x m``) of the latent function, in chunks."""
+    """Predictive mean and standard deviation (``n x m``), observation noise included (what a new label
+    would show), in chunks."""
     means, stds = [], []
     with torch.no_grad():
         for chunk in torch.split(X.to(DTYPE), 2048):
-            post = gp.posterior(chunk)
+            post = gp.posterior(chunk, observation_noise=True)
             means.append(post.mean.numpy())
             stds.append(post.variance.clamp_min(0).sqrt().numpy())
     return np.concatenate(means), np.concatenate(stds)

@@ -67,7 +67,8 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
 def cmd_benchmark_surrogate(args: argparse.Namespace) -> int:
     from .benchmarks import benchmark_surrogate
 
-    result = benchmark_surrogate(args.data, n_train=args.n_train, config=_config(args), progress=not args.json)
+    result = benchmark_surrogate(args.data, n_train=args.n_train, config=_config(args), progress=not args.json,
+                                 surrogate=args.surrogate)
     _print(result, True, str)
     return 0
 
@@ -76,7 +77,7 @@ def cmd_benchmark_acquisition(args: argparse.Namespace) -> int:
     from .benchmarks import benchmark_acquisition
 
     result = benchmark_acquisition(args.data, seeds=args.seeds, q=args.q, n_init=args.n_init, plot=args.plot,
-                                   progress=not args.json)
+                                   progress=not args.json, workers=args.workers, surrogate=args.surrogate)
     _print(result, True, str)
     return 0
 
@@ -109,6 +110,8 @@ def register(sub, datasets, benchmarks, add: Callable) -> None:
              "held-out accuracy, calibration, training time and scoring rate of the surrogate")
     sp.add_argument("--data", help=data_help)
     sp.add_argument("--n-train", type=int, default=1000)
+    sp.add_argument("--surrogate", choices=["ensemble", "gp"], default="ensemble",
+                    help="gp: a GPyTorch GP on the ensemble's representation and the descriptors")
     sp.add_argument("--config", help="YAML with EnsembleConfig fields")
     sp.add_argument("--members", type=int)
     sp.add_argument("--epochs", type=int)
@@ -117,6 +120,8 @@ def register(sub, datasets, benchmarks, add: Callable) -> None:
              "BoTorch vs greedy vs random campaigns on the labelled pool (lookup oracle)")
     sp.add_argument("--data", help=data_help)
     sp.add_argument("--seeds", type=int, default=5)
-    sp.add_argument("--q", type=int, default=10, help="MOFs picked per round")
+    sp.add_argument("--q", type=int, default=20, help="MOFs picked per round")
     sp.add_argument("--n-init", type=int, default=10, help="random MOFs before the first model")
     sp.add_argument("--plot", default="discovery_curve.png", help="where the discovery-curve PNG goes")
+    sp.add_argument("--workers", type=int, help="campaigns run in parallel (default: all cores)")
+    sp.add_argument("--surrogate", choices=["ensemble", "gp"], default="ensemble")

@@ -110,8 +110,16 @@ def table_rows(dataset: str | Path, charges: str = "none") -> Iterator[dict[str,
                 append(cache, cached[mof_id])
             descriptors = {**{k: geometry.get(mof_id, {}).get(k) for k in GEOMETRY_KEYS},
                            **{k: cached[mof_id][k] for k in PROBE_KEYS}}
-            yield {"id": mof_id, "cg": mof.cg.to_dict() if mof.cg else None, "descriptors": descriptors,
+            yield {"id": mof_id, "cg": _compact(mof.cg), "descriptors": descriptors,
                    "labels": _labels(row), "failures": row.get("failures", {}), "cpu_s": row.get("cpu_s", {})}
+
+
+def _compact(cg: CGView | None) -> dict[str, Any] | None:
+    """The CG view the graphs need: lattice and beads (block, role, position); orientations are dropped."""
+    if cg is None:
+        return None
+    beads = [{"bb_id": b.bb_id, "role": b.role, "frac_coords": np.round(b.frac_coords, 5).tolist()} for b in cg.beads]
+    return {"topology": cg.topology, "lattice": np.round(cg.lattice, 4).tolist(), "beads": beads}
 
 
 def export_table(dataset: str | Path, out: str | Path, charges: str = "none") -> dict[str, Any]:

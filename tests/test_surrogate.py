@@ -150,3 +150,19 @@ def test_train_and_predict_from_the_command_line(irmof1, tmp_path, capsys):
     assert np.isfinite(scored["log10_kh_co2"]["mean"]) and scored["log10_kh_co2"]["std"] > 0
     assert "log10_selectivity" in scored and scored["model"]["data_version"] == "labels-cdcdcdcdcdcd"
     assert "no coarse-grained view" in plain["error"]
+
+
+def test_a_lookup_campaign_evaluates_each_mof_once(irmof1):
+    from discovery.planner import PlannerConfig
+    from surrogates.benchmarks import calls_to_find, run_campaign
+    from surrogates.data import LabelledPool
+
+    graphs, y = synthetic_graphs(irmof1, n=30)
+    pool = LabelledPool([f"m{i}" for i in range(30)], graphs, y, ("log10_kh_co2", "log10_kh_n2"), "v")
+    config = EnsembleConfig(members=2, epochs=3, batch_size=8, net=NetConfig(hidden=8, filters=8, gaussians=4))
+    order = run_campaign(pool, "botorch", seed=0, budget=16, q=3, n_init=10, config=config, planner=PlannerConfig())
+    assert len(order) == 16 and len(set(order)) == 16
+    assert order[:10] == run_campaign(pool, "random", 0, 10, 3, 10, config, PlannerConfig())  # same start
+    gp = run_campaign(pool, "botorch", 0, 13, 3, 10, config, PlannerConfig(), surrogate="gp")
+    assert len(set(gp)) == 13 and gp[:10] == order[:10]
+    assert calls_to_find([5, 1, 7, 2], {1, 2}, 2) == 4 and calls_to_find([5, 1], {1, 2}, 2) is None
