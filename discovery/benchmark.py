@@ -96,7 +96,7 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None, md: bool
            "flue_gas_mofs_per_hour": round(3600.0 * cores * len(flue_cpu) / sum(flue_cpu), 1),
            "md_cpu_s_per_mof": None, "cores": cores}
     if md:
-        from .md import benchmark_md
+        from .md_benchmark import benchmark_md
 
         transport = benchmark_md(reference)
         out["transport"] = transport

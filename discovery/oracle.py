@@ -43,7 +43,7 @@ class OracleSettings:
     gcmc_first_cycles: int = 1000
     gcmc_max_cycles: int = 5000
     block_pockets: bool = True  # block the pockets Zeo++ finds inaccessible to CO2
-    # the benchmarked MD protocol (md.SHORT_PROTOCOL): within 20 % of the long reference in ~6 CPU-min
+    # the benchmarked MD protocol (md_benchmark.SHORT_PROTOCOL): within 20 % of the long reference in ~6 CPU-min
     md_guests: int = 10  # CO2 molecules in the MD box
     md_production_ps: float = 2000.0
     trajectory_dir: str | None = None  # where MD trajectories are saved (npz, docs/trajectories.md)

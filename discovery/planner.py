@@ -19,7 +19,7 @@ indices, or a GP over feature vectors); the planner never looks inside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
