@@ -26,6 +26,7 @@ import torch
 from scipy.stats import norm, spearmanr
 from tqdm import tqdm
 
+from discovery.errors import DiscoveryError
 from discovery.parallel import default_workers
 from discovery.planner import Planner, PlannerConfig
 
@@ -38,7 +39,7 @@ def benchmark_surrogate(source: str | Path | None = None, n_train: int = 1000, c
                         seed: int = 0, progress: bool = True, surrogate: str = "ensemble") -> dict[str, Any]:
     pool = load_pool(source, progress=progress)
     if len(pool) < n_train + 50:
-        raise ValueError(f"the pool has {len(pool)} labelled MOFs: too few for {n_train} training + 50 test")
+        raise DiscoveryError(f"the pool has {len(pool)} labelled MOFs: too few for {n_train} training + 50 test")
     order = np.random.default_rng(seed).permutation(len(pool))
     train, test = pool.subset(order[:n_train]), pool.subset(order[n_train:])
     model = DeepEnsemble.fit(train.graphs, train.y, config or EnsembleConfig(seed=seed), progress=progress)

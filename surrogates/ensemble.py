@@ -237,6 +237,9 @@ def _with_target(graph, z_row: np.ndarray):
 
 
 def _calibration_scale(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Per target, the factor on the members' spread that maximises the Gaussian likelihood of ``y``."""
-    z2 = ((y - mean) / np.maximum(std, 1e-6)) ** 2
+    """Per target, the factor on the members' spread that maximises the Gaussian likelihood of ``y``.
+    Spreads are floored at a tenth of their median: where a few members agree by chance, a near-zero
+    spread would otherwise dominate the fit and inflate every interval."""
+    std = np.maximum(std, np.maximum(0.1 * np.median(std, axis=0), 1e-6))
+    z2 = ((y - mean) / std) ** 2
     return np.sqrt(z2.mean(axis=0))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,7 +12,7 @@ from discovery.descriptors import probe_descriptors
 from discovery.errors import DiscoveryError
 from discovery.mof import load_structure
 
-from .data import load_pool
+from .data import dataset_geometry, load_pool
 from .ensemble import DeepEnsemble, EnsembleConfig
 from .graphs import GraphError, cg_graph
 
@@ -38,15 +38,19 @@ def structure_descriptors(path: Path, mof) -> dict[str, Any]:
 
 
 def structure_geometry(path: Path, mof) -> dict[str, Any]:
-    results = path.parent.parent / "results.jsonl"
-    if path.parent.name == "structures" and results.exists():
-        for line in results.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("id") == mof.id and row.get("geometry"):
-                return row["geometry"]
+    dataset = path.parent.parent
+    if path.parent.name == "structures" and (dataset / "results.jsonl").exists():
+        known = _dataset_geometry(str(dataset.resolve()))
+        if mof.id in known:
+            return known[mof.id]
     from discovery.geometry import compute_geometry
 
     return compute_geometry(mof.structure, name=mof.id).to_dict()
+
+
+@lru_cache(maxsize=4)
+def _dataset_geometry(dataset: str) -> dict[str, dict[str, Any]]:
+    return dataset_geometry(dataset)
 
 
 def predict_structures(model_dir: str | Path, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
