@@ -3,6 +3,7 @@
 Public API (imported lazily: ``import discovery`` stays fast and does not load pormake/jax)::
 
     from discovery import MOF, Assembler, Recipe, assemble, check_mof, compute_geometry, build_dataset, Oracle
+    from discovery import Campaign  # the closed loop (runs on Ray; defined in agents.campaign)
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ _EXPORTS = {
     "DiscoveryError": "errors", "StructureReadError": "errors", "IncompatibleCombinationError": "errors",
     "UnknownBuildingBlockError": "errors", "UnknownTopologyError": "errors", "AssemblyError": "errors",
     "GeometryError": "errors", "DatasetError": "errors",
+    "CampaignConfig": "config", "load_config": "config", "ConfigError": "config",
+    "CampaignState": "campaign_state", "LookupOracle": "campaign_oracles", "SimulationOracle": "campaign_oracles",
+    # the campaign driver runs on Ray, so it lives in `agents`; re-exported here for `from discovery import Campaign`
+    "Campaign": "agents.campaign",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -33,4 +38,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'discovery' has no attribute {name!r}")
-    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    module = _EXPORTS[name]
+    return getattr(import_module(module if "." in module else f".{module}", __name__), name)

@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     from surrogates.cli import register  # train, predict, dataset export, benchmark surrogate/acquisition
 
     register(sub, datasets, bench, add)
+    from agents.cli import register as register_campaigns  # run, resume, report, benchmark loop (Ray on use)
+
+    register_campaigns(sub, bench, add)
     return p
 
 

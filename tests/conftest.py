@@ -17,3 +17,17 @@ def assembler() -> Assembler:
 @pytest.fixture(scope="session")
 def irmof1(assembler):
     return assembler.assemble(IRMOF1_RECIPE)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance (2 CPUs) for every test that needs it (stack.md: ~3 s to start)."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

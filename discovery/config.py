@@ -1,0 +1,238 @@
+"""Campaign configuration: typed sections, validated when loaded.
+
+A config is YAML (or a dict) mapped onto the dataclasses below. An unknown key, a value of the wrong type
+or outside its allowed range fails at load with the dotted key named (``oracle.charges: 'ddec' is not one
+of cif, eqeq, none``), never deep inside a running campaign. ``--set key=value`` overrides are parsed as
+YAML scalars and applied before validation, so they are checked the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .errors import DiscoveryError
+
+
+class ConfigError(DiscoveryError):
+    """A campaign config that cannot be used; the message names the key."""
+
+
+def choice(*options: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": options})
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    return field(default=default, metadata={"low": low, "high": high})
+
+
+@dataclass(frozen=True)
+class ProposerConfig:
+    kind: str = choice("designspace", "table", default="designspace")
+    candidates_per_round: int = bounded(48, 1)  # new candidates prepared before each selection
+    mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # of those, mutations of the best MOFs so far
+    table: str | None = None  # kind "table": a pool table (None: the committed one)
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    kind: str = choice("raspa", "lookup", default="raspa")  # lookup: labels from the proposer's table
+    properties: tuple[str, ...] = ("geometry", "henry")
+    charges: str = choice("cif", "eqeq", "none", default="none")
+    target: float = bounded(0.1, 0.001, 1.0)  # relative 95 % half-width at which Widom stops
+    first_cycles: int = bounded(200, 10)
+    max_cycles: int = bounded(2000, 10)
+    qst_cycles: int = bounded(0, 0)
+    timeout_s: float = bounded(1800.0, 1.0)
+    max_retries: int = bounded(2, 0)  # a crashed worker's task is retried this often, then recorded failed
+    lookup_delay_s: float = bounded(0.0, 0.0)  # kind lookup: seconds per call (simulation time in loop benchmarks)
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    kind: str = choice("ensemble", "gp", default="ensemble")
+    members: int = bounded(4, 2)
+    epochs: int = bounded(15, 1)
+    retrain_every: int = bounded(8, 1)  # new results between retrainings
+    min_train: int = bounded(10, 10)  # results before the first model; until then selection is random
+
+
+@dataclass(frozen=True)
+class PlannerSection:
+    strategy: str = choice("botorch", "greedy", "random", default="botorch")
+    objectives: tuple[str, ...] = ("log10_kh_co2",)
+    minimum: dict[str, float] = field(default_factory=dict)  # outcome constraints, e.g. log10_selectivity: 1.0
+    prefilter: int = bounded(300, 1)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    address: str | None = None  # Ray: None starts a local instance; "auto" or "ray://host:10001" joins one
+    oracle_workers: int | None = bounded(None, 1)  # None: one per CPU of the Ray cluster
+    cpus_per_oracle: float = bounded(1.0, 0.0)
+    namespace: str = "mof-discovery"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    mlflow: bool = True
+    root: str = "mlruns"  # SQLite store and artifacts, no server needed
+    experiment: str = "mof-discovery"
+    top_k: int = bounded(10, 0)  # best candidates whose CIFs are logged
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    name: str = "campaign"
+    seed: int = 0
+    budget: int = bounded(64, 1)  # oracle evaluations in all
+    batch_size: int = bounded(8, 1)  # q: candidates selected at a time
+    top_fraction: float = bounded(0.01, 0.0, 1.0)  # "top-k found" counts against the table's top fraction
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
+    planner: PlannerSection = field(default_factory=PlannerSection)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        if self.oracle.kind == "lookup" and self.proposer.kind != "table":
+            raise ConfigError("oracle.kind: 'lookup' needs proposer.kind: 'table' (labels come from the table)")
+        from .oracle import LEVELS
+
+        bad = [p for p in self.oracle.properties if p not in LEVELS]
+        if bad:
+            raise ConfigError(f"oracle.properties: unknown level(s) {bad}; available: {', '.join(LEVELS)}")
+        try:
+            self.planner_config()
+        except DiscoveryError as exc:
+            raise ConfigError(f"planner: {exc}") from exc
+
+    def planner_config(self):
+        from .planner import PlannerConfig
+
+        p = self.planner
+        return PlannerConfig(strategy=p.strategy, objectives=p.objectives, minimum=tuple(p.minimum.items()),
+                             prefilter=p.prefilter, seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> CampaignConfig:
+    """A validated config from a YAML file or a mapping, with ``key.sub=value`` overrides applied."""
+    if isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"no config file at {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for item in overrides:
+        _override(data, item)
+    return build(CampaignConfig, data, "")
+
+
+def _override(data: dict, item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. budget=32 or oracle.charges=none")
+    *parents, last = key.strip().split(".")
+    node = data
+    for name in parents:
+        node = node.setdefault(name, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {name} is not a section")
+    node[last] = yaml.safe_load(text) if text.strip() else None
+
+
+def build(cls: type, data: Any, where: str) -> Any:
+    """``cls`` (a dataclass) from ``data``, every value checked against the field's type and metadata."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a section (mapping), got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else str(unknown[0])
+        raise ConfigError(f"{key}: unknown key; allowed here: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _value(hints[name], data[name], f"{where}.{name}" if where else name, fields[name])
+              for name in data}
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except DiscoveryError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def _value(tp: Any, value: Any, key: str, f: dataclasses.Field) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    value = _typed(tp, value, key)
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if value is not None and meta.get("low") is not None and value < meta["low"]:
+        raise ConfigError(f"{key}: {value!r} is below the minimum {meta['low']}")
+    if value is not None and meta.get("high") is not None and value > meta["high"]:
+        raise ConfigError(f"{key}: {value!r} is above the maximum {meta['high']}")
+    return value
+
+
+def _typed(tp: Any, value: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _typed(next(a for a in args if a is not type(None)), value, key)
+    if origin is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_typed(args[0], v, key) for v in items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _typed(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    return _scalar(tp, value, key)
+
+
+def _scalar(tp: type, value: Any, key: str) -> Any:
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value:
+            raise ConfigError(f"{key}: NaN is not allowed")
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (str, bool) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples as lists, so the resolved config dumps as plain YAML/JSON."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def dump_config(config: CampaignConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path

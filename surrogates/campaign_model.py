@@ -1,0 +1,105 @@
+"""The adsorption surrogate as a campaign uses it: graphs cached per candidate, versions fitted on the
+results so far (each warm-started from the last), saved per version, and handed to the planner as a
+BoTorch model over the candidates.
+
+Contract: ``add(records)`` (candidate records with ``cg`` and ``descriptors``), ``fit(version, ids, y)``,
+``botorch_inputs(pool, observed, known)`` -> ``(model, X_pool, X_observed)``, ``predict(ids)``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from discovery.errors import DiscoveryError
+from discovery.mof import CGView
+
+from .botorch_model import DTYPE, TableEnsembleModel, fit_gp, gp_features, gp_prediction
+from .ensemble import DeepEnsemble, EnsembleConfig
+from .graphs import GraphError, cg_graph
+
+KINDS = ("ensemble", "gp")
+
+
+class CampaignSurrogate:
+    def __init__(self, config: EnsembleConfig | None = None, kind: str = "ensemble",
+                 model_dir: str | Path | None = None) -> None:
+        if kind not in KINDS:
+            raise DiscoveryError(f"surrogate kind {kind!r} unknown; choose from {', '.join(KINDS)}")
+        self.config, self.kind = config or EnsembleConfig(), kind
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.graphs: dict[str, Any] = {}
+        self.model: DeepEnsemble | None = None
+        self.version: int | None = None
+
+    def add(self, records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """Build the graphs of new valid candidates; returns ``id -> why`` for those that cannot be scored."""
+        problems = {}
+        for r in records:
+            if r["id"] in self.graphs or r.get("status") != "valid":
+                continue
+            try:
+                cg = CGView.from_dict(r["cg"]) if r.get("cg") else None
+                self.graphs[r["id"]] = cg_graph(cg, r["descriptors"], r["id"], self.config.graph)
+            except (GraphError, KeyError) as exc:
+                problems[r["id"]] = f"cannot be scored: {exc}"
+        return problems
+
+    def fit(self, version: int, ids: Sequence[str], y: np.ndarray) -> dict[str, Any]:
+        """Version ``version`` trained on ``ids`` (warm-started from the current one), saved when the
+        surrogate has a model directory."""
+        t0 = time.monotonic()
+        config = replace(self.config, seed=self.config.seed * 1000 + version)
+        self.model = DeepEnsemble.fit(self._graphs(ids), np.asarray(y, float), config, warm_start=self.model)
+        self.version = version
+        info = {"version": version, "n_train": len(ids), "train_s": round(time.monotonic() - t0, 2),
+                "train_cpu_s": round(self.model.info["train_cpu_s"], 2), "calibration_scale": self.model.scale.tolist()}
+        if self.model_dir:
+            info["path"] = str(self.model.save(self.model_dir / f"v{version}", extra={"campaign_version": version}))
+        return info
+
+    def load(self, version: int) -> None:
+        """Continue from a saved version (a resumed campaign): later versions warm-start from it."""
+        if not self.model_dir or not (self.model_dir / f"v{version}").exists():
+            raise DiscoveryError(f"surrogate version {version} was not saved under {self.model_dir}")
+        self.model, self.version = DeepEnsemble.load(self.model_dir / f"v{version}"), version
+
+    def predict(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated mean and standard deviation, ``n x m``."""
+        pred = self._require().predict(self._graphs(ids))
+        return pred.mean, pred.std
+
+    def botorch_inputs(self, pool: Sequence[str], observed: Sequence[str],
+                       known: np.ndarray | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """A BoTorch model over ``pool + observed`` and its inputs for each. ``known`` (targets of
+        ``observed``) pins the ensemble's rows to the measured values, or trains the GP."""
+        graphs = self._graphs([*pool, *observed])
+        model = self._require()
+        if self.kind == "gp":
+            X = gp_features(model, graphs)
+            gp = fit_gp(X[len(pool):], torch.from_numpy(np.asarray(known, float)), domain=X)
+            return gp, X[: len(pool)], X[len(pool):]
+        values = model.predict(graphs).members.copy()
+        if known is not None:
+            values[:, len(pool):] = np.asarray(known, float)
+        X = torch.arange(len(graphs), dtype=DTYPE).unsqueeze(-1)
+        return TableEnsembleModel(torch.from_numpy(values)), X[: len(pool)], X[len(pool):]
+
+    def gp_predict(self, gp, X: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        return gp_prediction(gp, X)
+
+    def _graphs(self, ids: Sequence[str]) -> list:
+        missing = [i for i in ids if i not in self.graphs]
+        if missing:
+            raise DiscoveryError(f"no graph for {len(missing)} candidate(s), e.g. {missing[0]}: add() them first")
+        return [self.graphs[i] for i in ids]
+
+    def _require(self) -> DeepEnsemble:
+        if self.model is None:
+            raise DiscoveryError("the surrogate has not been fitted yet")
+        return self.model

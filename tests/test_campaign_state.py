@@ -1,0 +1,52 @@
+"""The campaign's event log: replay rebuilds the state; a line cut short by a kill is dropped."""
+
+import pytest
+
+from discovery.campaign_state import EVENTS, CampaignState
+from discovery.config import load_config
+from discovery.errors import DiscoveryError
+
+
+def _state(tmp_path):
+    config = load_config({"budget": 4, "batch_size": 2, "tracking": {"mlflow": False}})
+    st = CampaignState.create(tmp_path / "run", config)
+    cands = [{"id": f"c{i}", "recipe": f"c{i}", "origin": "table", "status": "valid"} for i in range(4)]
+    cands.append({"id": "bad", "recipe": "bad", "origin": "table", "status": "invalid", "reason": "overlap"})
+    st.record({"type": "proposed", "round": 0, "candidates": cands})
+    st.record({"type": "selected", "round": 0, "ids": ["c0", "c1"], "strategy": "random", "model_version": None})
+    st.record({"type": "result", "id": "c0", "status": "ok", "values": {"log10_kh_co2": -5.0}})
+    return st
+
+
+def test_replay_rebuilds_the_state(tmp_path):
+    st = _state(tmp_path)
+    st.close()
+    again = CampaignState.open(tmp_path / "run")
+    assert again.pending() == ["c1"]
+    assert again.selectable() == ["c2", "c3"]  # the invalid one is never selectable
+    assert again.values(["c0"], ["log10_kh_co2"]).tolist() == [[-5.0]]
+    assert again.budget_left == 2 and not again.done
+    assert again.complete_through(-1) and not again.complete_through(0)
+    again.close()
+
+
+def test_a_line_cut_short_is_dropped_and_the_log_goes_on(tmp_path):
+    st = _state(tmp_path)
+    st.close()
+    with open(tmp_path / "run" / EVENTS, "a") as fh:
+        fh.write('{"type": "result", "id": "c1", "sta')  # the driver was killed mid-write
+    again = CampaignState.open(tmp_path / "run")
+    assert "c1" not in again.results
+    again.record({"type": "result", "id": "c1", "status": "failed", "values": {}, "reason": "timeout"})
+    again.close()
+    final = CampaignState.open(tmp_path / "run")
+    assert final.results["c1"]["reason"] == "timeout" and final.pending() == []
+    final.close()
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    _state(tmp_path).close()
+    with pytest.raises(DiscoveryError, match="resume"):
+        CampaignState.create(tmp_path / "run", load_config({}))
+    with pytest.raises(DiscoveryError, match="not a campaign"):
+        CampaignState.open(tmp_path)
