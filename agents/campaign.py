@@ -44,6 +44,8 @@ from .runtime import connect, workers
 log = logging.getLogger(__name__)
 LAG = 2  # run(): round r is conditioned on the results of rounds <= r - LAG
 N_PARENTS = 8  # best results handed to the proposer for mutation
+MAX_PLANNING_RETRIES = 2
+_UNSET = object()
 
 
 class Campaign:
@@ -61,6 +63,7 @@ class Campaign:
         self._oracles: list = []
         self._unscorable: dict[str, str] = {}
         self._exhausted = False
+        self._threshold: Any = _UNSET
         self._restore()
 
     # ---- construction ------------------------------------------------------------------------------
@@ -239,7 +242,9 @@ class Campaign:
                 self._round_done(r)
 
     def _round_done(self, r: int) -> None:
-        metrics = reports.round_metrics(self.state, r, _top_threshold(self), len(self._oracles) or None)
+        if self._threshold is _UNSET:
+            self._threshold = _top_threshold(self)
+        metrics = reports.round_metrics(self.state, r, self._threshold, len(self._oracles) or None)
         self.state.record({"type": "round_metrics", **metrics})
         self.observer.round(r, metrics)
 
@@ -272,6 +277,7 @@ class _Scheduler:
         self.attempts: dict[str, int] = {}
         self.timed_out: set = set()
         self.planning: list | None = None  # [generator, awaited ref, round]
+        self.planning_failures = 0
         self.bar = tqdm(total=self.st.config.budget, initial=len(self.st.results), desc="oracle calls",
                         disable=not progress, dynamic_ncols=True)
 
@@ -310,7 +316,20 @@ class _Scheduler:
         self._step_planning(None)
 
     def _advance_planning(self, ref) -> None:
-        self._step_planning(ray.get(ref))
+        try:
+            value = ray.get(ref)
+        except (RayActorError, RayTaskError) as exc:
+            # a generator or surrogate agent died (Ray restarts it, empty): hand it the campaign's candidates
+            # and latest model again and redo the round's planning; what was recorded is not redone
+            self.planning_failures += 1
+            if self.planning_failures > MAX_PLANNING_RETRIES:
+                raise DiscoveryError(f"planning round {self.planning[2]} failed: {exc}") from exc
+            log.warning("planning round %d failed (%s); retrying", self.planning[2], exc)
+            self.c._restore()
+            self.planning = None
+            self._maybe_plan()
+            return
+        self._step_planning(value)
 
     def _step_planning(self, value: Any) -> None:
         try:
@@ -367,11 +386,20 @@ def _drive(gen: Generator[Any, Any, Any]) -> Any:
 
 
 def _top_threshold(campaign: Campaign) -> float | None:
-    """The first objective's value at the table's top fraction (benchmark campaigns), else None."""
-    if not campaign.table or campaign.config.planner.objectives[0] not in campaign.targets:
-        return None
+    """The first objective's value at the top ``top_fraction`` of a labelled reference: the campaign's own
+    table, or for a design-space campaign whose oracle uses the same charges, the committed labelled design
+    space (``top_found`` then counts MOFs as good as its top 1 %). None where no reference applies."""
     name = campaign.config.planner.objectives[0]
-    values = sorted((r["labels"][name] for r in campaign.table.values() if name in r.get("labels", {})), reverse=True)
+    if name not in campaign.targets:
+        return None
+    rows = list(campaign.table.values()) if campaign.table else None
+    if rows is None:
+        from surrogates.data import POOL_TABLE, read_table
+
+        header, rows = read_table(POOL_TABLE)
+        if header.get("charges") != campaign.config.oracle.charges:
+            return None
+    values = sorted((r["labels"][name] for r in rows if name in r.get("labels", {})), reverse=True)
     k = max(1, int(round(campaign.config.top_fraction * len(values))))
     return values[k - 1] if values else None
 

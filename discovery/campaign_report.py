@@ -23,6 +23,8 @@ def objective_names(state: CampaignState) -> tuple[str, ...]:
 def objective_values(state: CampaignState, ids: Sequence[str]) -> np.ndarray:
     """``n x n_objectives`` (NaN where a target is missing), objectives evaluated by the planner's names."""
     planner = state.config.planner_config()
+    if not len(ids):
+        return np.zeros((0, len(planner.objectives)))
     Y = torch.from_numpy(state.values(ids, planner.targets))
     return np.stack([planner.output(o)(Y).numpy() for o in planner.objectives], axis=-1).reshape(len(ids), -1)
 
@@ -31,7 +33,7 @@ def history(state: CampaignState) -> pd.DataFrame:
     """One row per finished oracle evaluation, in the order results arrived."""
     objectives = objective_names(state)
     ids = state.order
-    values = objective_values(state, ids) if ids else np.zeros((0, len(objectives)))
+    values = objective_values(state, ids)
     rows = []
     for call, (cid, v) in enumerate(zip(ids, values), start=1):
         res, cand, rnd = state.results[cid], state.candidates.get(cid, {}), state.round_of(cid)

@@ -208,3 +208,18 @@ def test_same_config_runs_on_a_two_node_cluster(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["evaluated"] == 16
     assert len(result["nodes"]) == 2
+
+
+def test_a_killed_surrogate_agent_is_restored(ray_session, tmp_path):
+    """Ray restarts a dead surrogate agent empty; the driver hands it the candidates and model again."""
+    import ray
+
+    from agents.campaign import Campaign
+
+    campaign = Campaign.from_config(_config(budget=40), run_dir=tmp_path / "run")
+    campaign.ask(8)  # round 0 planned, its graphs added to the agent
+    campaign.tell([{"id": i, "status": "failed", "reason": "test"} for i in campaign.state.pending()])
+    ray.kill(campaign.surrogate, no_restart=False)
+    report = campaign.run(progress=False)
+    assert report["counts"]["evaluated"] == 40 and report["counts"]["model_versions"] >= 1
+    campaign.close()
