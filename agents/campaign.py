@@ -78,9 +78,13 @@ class Campaign:
         return cls(CampaignState.create(run_dir, config), oracle=oracle, track=track)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, oracle: Any = None, track: bool | None = None) -> "Campaign":
-        """Continue a campaign from its run directory (after an interruption, or to extend its budget)."""
-        return cls(CampaignState.open(run_dir), oracle=oracle, track=track)
+    def resume(cls, run_dir: str | Path, oracle: Any = None, track: bool | None = None,
+               budget: int | None = None) -> "Campaign":
+        """Continue a campaign from its run directory, after an interruption or with a larger ``budget``."""
+        state = CampaignState.open(run_dir)
+        if budget is not None:
+            state.extend_budget(budget)
+        return cls(state, oracle=oracle, track=track)
 
     def _restore(self) -> None:
         """Hand the surrogate agent the candidates and the latest model of a resumed campaign."""

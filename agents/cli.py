@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from .campaign import Campaign
 
-    campaign = Campaign.resume(args.run_dir, track=False if args.no_mlflow else None)
+    campaign = Campaign.resume(args.run_dir, track=False if args.no_mlflow else None, budget=args.budget)
     return _finish(campaign, campaign.run(progress=not args.json), args.json)
 
 
@@ -87,6 +87,7 @@ def register(sub, benchmarks, add: Callable) -> None:
 
     sp = add(sub, "resume", cmd_resume, "continue a campaign from its run directory (after a crash or kill)")
     sp.add_argument("run_dir")
+    sp.add_argument("--budget", type=int, help="raise the campaign's budget (oracle evaluations in all)")
     sp.add_argument("--no-mlflow", action="store_true")
 
     sp = add(sub, "report", cmd_report, "counts, best candidates, Pareto front, failures and every evaluation")

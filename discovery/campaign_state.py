@@ -14,7 +14,7 @@ the user), ``round_metrics``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Iterable
 
@@ -77,6 +77,12 @@ class CampaignState:
             state._apply(event)
         state._log = open_for_append(run_dir / EVENTS)
         return state
+
+    def extend_budget(self, budget: int) -> None:
+        if budget < len(self.selected):
+            raise DiscoveryError(f"budget {budget} is below the {len(self.selected)} evaluations already chosen")
+        self.config = replace(self.config, budget=budget)
+        dump_config(self.config, self.run_dir / CONFIG)
 
     def close(self) -> None:
         if self._log:

@@ -36,6 +36,7 @@ class CampaignSurrogate:
         self.graphs: dict[str, Any] = {}
         self.model: DeepEnsemble | None = None
         self.version: int | None = None
+        self._gp = None  # kind "gp": the GP of the last selection, on the ensemble's features
 
     def add(self, records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         """Build the graphs of new valid candidates; returns ``id -> why`` for those that cannot be scored."""
@@ -70,7 +71,9 @@ class CampaignSurrogate:
         self.model, self.version = DeepEnsemble.load(self.model_dir / f"v{version}"), version
 
     def predict(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated mean and standard deviation, ``n x m``."""
+        """Mean and standard deviation, ``n x m``: the calibrated ensemble's, or the GP's last fit."""
+        if self.kind == "gp" and self._gp is not None:
+            return gp_prediction(self._gp, gp_features(self._require(), self._graphs(ids)))
         pred = self._require().predict(self._graphs(ids))
         return pred.mean, pred.std
 
@@ -82,16 +85,13 @@ class CampaignSurrogate:
         model = self._require()
         if self.kind == "gp":
             X = gp_features(model, graphs)
-            gp = fit_gp(X[len(pool):], torch.from_numpy(np.asarray(known, float)), domain=X)
-            return gp, X[: len(pool)], X[len(pool):]
+            self._gp = fit_gp(X[len(pool):], torch.from_numpy(np.array(known, float)), domain=X)
+            return self._gp, X[: len(pool)], X[len(pool):]
         values = model.predict(graphs).members.copy()
         if known is not None:
             values[:, len(pool):] = np.asarray(known, float)
         X = torch.arange(len(graphs), dtype=DTYPE).unsqueeze(-1)
         return TableEnsembleModel(torch.from_numpy(values)), X[: len(pool)], X[len(pool):]
-
-    def gp_predict(self, gp, X: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        return gp_prediction(gp, X)
 
     def _graphs(self, ids: Sequence[str]) -> list:
         missing = [i for i in ids if i not in self.graphs]

@@ -223,3 +223,18 @@ def test_a_killed_surrogate_agent_is_restored(ray_session, tmp_path):
     report = campaign.run(progress=False)
     assert report["counts"]["evaluated"] == 40 and report["counts"]["model_versions"] >= 1
     campaign.close()
+
+
+def test_gp_surrogate_and_two_objectives(ray_session, tmp_path):
+    """The GP alternative (config ``surrogate.kind: gp``) with qLogNEHVI on CO2 K_H and CO2/N2 selectivity."""
+    from agents.campaign import Campaign
+
+    config = _config(budget=32, surrogate__kind="gp", planner__objectives=["log10_kh_co2", "log10_selectivity"])
+    campaign = Campaign.from_config(config, run_dir=tmp_path / "run")
+    report = campaign.run(progress=False)
+    last = campaign.state.round_metrics[max(campaign.state.round_metrics)]
+    assert report["counts"]["evaluated"] == 32 and last["hypervolume"] > 0
+    front = campaign.pareto_front()
+    assert len(front) >= 1 and {"log10_kh_co2", "log10_selectivity"} <= set(front.columns)
+    assert (tmp_path / "run" / "artifacts" / "pareto_front.png").stat().st_size > 0
+    campaign.close()

@@ -50,3 +50,14 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
         CampaignState.create(tmp_path / "run", load_config({}))
     with pytest.raises(DiscoveryError, match="not a campaign"):
         CampaignState.open(tmp_path)
+
+
+def test_budget_can_grow_not_shrink_below_what_was_chosen(tmp_path):
+    st = _state(tmp_path)
+    with pytest.raises(DiscoveryError, match="below"):
+        st.extend_budget(1)
+    st.extend_budget(10)
+    st.close()
+    again = CampaignState.open(tmp_path / "run")
+    assert again.config.budget == 10 and again.budget_left == 8
+    again.close()
