@@ -171,3 +171,35 @@ def collate(frames: list[Frame], dtype: torch.dtype = torch.float32) -> dict[str
 
 def atomic_numbers(elements) -> np.ndarray:
     return np.array([Element(str(e)).Z for e in elements], dtype=int)
+
+
+def save_model(model: CGDynamics, path, extra: dict | None = None):
+    """Weights as tensors (``weights.pt``) and the config as JSON (``model.json``): no pickled code."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path / "weights.pt")
+    (path / "model.json").write_text(json.dumps({"kind": "cg_dynamics", "format_version": 1,
+                                                 "config": asdict(model.config), **(extra or {})}, indent=1))
+    return path
+
+
+def load_model(path) -> CGDynamics:
+    import json
+    from pathlib import Path
+
+    from discovery.errors import DiscoveryError
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / "model.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DiscoveryError(f"{path}: not a saved transport model ({exc})") from exc
+    if meta.get("kind") != "cg_dynamics" or meta.get("format_version") != 1:
+        raise DiscoveryError(f"{path}: unsupported model {meta.get('kind')} v{meta.get('format_version')}")
+    model = CGDynamics(TransportConfig(**meta["config"]))
+    model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+    return model.eval()

@@ -110,3 +110,16 @@ def closest_approach(guests: np.ndarray, framework: np.ndarray, cell: np.ndarray
 
 def rollout_diffusivity(run: Rollout, **fit) -> MSDFit:
     return self_diffusivity(run.positions, run.dt_ps, **fit)
+
+
+def frames_from_file(path, stride: int, config: TransportConfig, every: int = 5) -> tuple[list[Frame], float]:
+    """Training frames of one saved MD trajectory (``docs/trajectories.md``) and its long step in ps."""
+    from discovery.md import load_trajectory
+
+    from .transport import atomic_numbers
+
+    t = load_trajectory(path)
+    dt_ps = float(t["times_ps"][1] - t["times_ps"][0]) * stride
+    frames = trajectory_frames(t["com_positions_A"], t["cell_A"], t["framework_positions_A"],
+                               atomic_numbers(t["framework_elements"]), stride, config, every=every)
+    return frames, dt_ps

@@ -83,3 +83,15 @@ def test_rollout_of_a_model_trained_on_a_random_walk_recovers_its_diffusivity():
     true_d = step_sd ** 2 / (2 * dt_ps) * 1e-20 / 1e-12  # A^2/ps -> m^2/s
     assert fit.d_m2_s == pytest.approx(true_d, rel=0.15)
     assert math.isinf(run.min_framework_distance)  # no framework: nothing to collide with
+
+
+def test_saved_model_reloads_with_the_same_predictions(tmp_path):
+    from surrogates.transport import load_model, save_model
+
+    model = CGDynamics(TransportConfig(hidden=16)).eval()
+    batch = collate([build_edges(_frame(np.random.default_rng(5)), model.config)])
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    with torch.no_grad():
+        assert torch.equal(model(batch)[0], again(batch)[0])
+    assert again.config.hidden == 16
