@@ -95,3 +95,19 @@ def test_saved_model_reloads_with_the_same_predictions(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(batch)[0], again(batch)[0])
     assert again.config.hidden == 16
+
+
+def test_guests_are_inserted_away_from_the_framework_and_predicted():
+    from surrogates.transport_predict import insert_guests, predict_transport
+    from surrogates.transport_train import closest_approach
+
+    rng = np.random.default_rng(6)
+    cell = TRICLINIC * 2.0
+    framework = rng.random((20, 3)) @ cell
+    guests = insert_guests(framework, cell, 6, rng)
+    assert guests.shape == (6, 3) and closest_approach(guests, framework, cell) >= 3.0
+    with pytest.raises(Exception, match="could place only"):
+        insert_guests(rng.random((400, 3)) @ TRICLINIC, TRICLINIC, 6, rng)
+    model = CGDynamics(TransportConfig(hidden=16)).eval()
+    pred = predict_transport(model, framework, ["C"] * 20, cell, dt_ps=1.0, n_guests=4, simulated_ps=60, burn_in=5)
+    assert pred.simulated_ps == 60 and pred.cpu_s > 0 and pred.stable == (pred.min_framework_distance_A >= 1.8)
