@@ -111,3 +111,32 @@ def test_guests_are_inserted_away_from_the_framework_and_predicted():
     model = CGDynamics(TransportConfig(hidden=16)).eval()
     pred = predict_transport(model, framework, ["C"] * 20, cell, dt_ps=1.0, n_guests=4, simulated_ps=60, burn_in=5)
     assert pred.simulated_ps == 60 and pred.cpu_s > 0 and pred.stable == (pred.min_framework_distance_A >= 1.8)
+
+
+def _write_trajectory(folder, name, rng, step_sd):
+    x = np.cumsum(rng.normal(0, step_sd, (120, 6, 3)), axis=0)
+    np.savez(folder / f"{name}_co2_md_seed0.npz", com_positions_A=x, times_ps=np.arange(120) * 0.1,
+             cell_A=np.eye(3) * 30.0, framework_positions_A=np.array([[15.0, 15.0, 15.0]]),
+             framework_elements=np.array(["Zn"]), framework_id=np.array(name), guest=np.array("CO2"),
+             settings_json=np.array("{}"))
+    d = step_sd ** 2 / (2 * 0.1) * 1e-8  # A^2/ps -> m^2/s
+    return {"structure": name, "cpu_s": {"diffusivity": 300.0},
+            "diffusivity": {"co2_m2_s": d, "converged": True, "trajectory": f"x/{name}_co2_md_seed0.npz"}}
+
+
+def test_transport_benchmark_on_synthetic_trajectories(tmp_path):
+    import json
+
+    from surrogates.transport_bench import benchmark_transport, md_runs
+
+    rng = np.random.default_rng(7)
+    rows = [_write_trajectory(tmp_path, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(5)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["md_cpu_s"] for r in md_runs(tmp_path)] == [300.0] * 5
+    out = benchmark_transport(tmp_path, n_test=2, stride=2, epochs=2, every=4, model_out=tmp_path / "model",
+                              config=TransportConfig(hidden=16))
+    assert out["n_test_mofs"] == 2 and out["n_train_mofs"] == 3 and out["long_step_ps"] == pytest.approx(0.2)
+    assert out["speedup"] > 0 and 0.0 <= out["stable_fraction"] <= 1.0
+    assert (tmp_path / "model" / "weights.pt").exists()
+    with pytest.raises(Exception, match="too few"):
+        benchmark_transport(tmp_path, n_test=4)

@@ -1,0 +1,90 @@
+"""``discovery benchmark transport``: the CG dynamics model against MD on MOFs it was not trained on.
+
+Input: a folder of MD trajectories (``discovery evaluate ... --properties diffusivity --trajectories DIR
+--out DIR/results.jsonl``), one per MOF. Some MOFs are held out; the model is trained on frames of the
+others. For each held-out MOF the model rolls out from the trajectory's own start for the same simulated
+time as the MD, and its self-diffusivity is compared with the MD's.
+
+- ``speedup``: MD CPU time / rollout CPU time for the same simulated time, over the held-out MOFs;
+- ``mae_log10_d``: mean |log10 D_model - log10 D_MD| over held-out MOFs whose MD value converged;
+- ``stable_fraction``: rollouts in which no bead came closer than ``STABLE_DISTANCE_A`` to a framework atom.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from discovery.errors import DiscoveryError
+
+from .transport import TransportConfig, atomic_numbers, save_model
+from .transport_predict import STABLE_DISTANCE_A
+from .transport_train import frames_from_file, rollout, rollout_diffusivity, train_transport, trajectory_frames
+
+
+def md_runs(folder: str | Path) -> list[dict[str, Any]]:
+    """MD runs of a trajectory folder: trajectory path, framework id, MD D and CPU time (from the oracle's
+    results file beside the trajectories when present)."""
+    folder = Path(folder)
+    results = {}
+    if (folder / "results.jsonl").exists():
+        for line in (folder / "results.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row.get("diffusivity"):
+                results[Path(row["diffusivity"]["trajectory"]).name] = row
+    runs = []
+    for path in sorted(folder.glob("*_co2_md_seed*.npz")):
+        row = results.get(path.name, {})
+        runs.append({"path": path, "id": path.name.split("_co2_md_seed")[0],
+                     "md_d_m2_s": row.get("diffusivity", {}).get("co2_m2_s"),
+                     "md_converged": row.get("diffusivity", {}).get("converged", False),
+                     "md_cpu_s": row.get("cpu_s", {}).get("diffusivity")})
+    return runs
+
+
+def benchmark_transport(folder: str | Path, n_test: int = 10, stride: int = 5, epochs: int = 20,
+                        config: TransportConfig | None = None, seed: int = 0, every: int = 5,
+                        model_out: str | Path | None = None) -> dict[str, Any]:
+    config = config or TransportConfig()
+    runs = md_runs(folder)
+    if len(runs) < n_test + 2:
+        raise DiscoveryError(f"{folder}: {len(runs)} MD trajectories, too few to hold out {n_test}")
+    order = np.random.default_rng(seed).permutation(len(runs))
+    test, train = [runs[i] for i in order[:n_test]], [runs[i] for i in order[n_test:]]
+    frames, dt_ps = [], None
+    for run in train:
+        f, dt_ps = frames_from_file(run["path"], stride, config, every=every)
+        frames += f
+    model, info = train_transport(frames, config, epochs=epochs, seed=seed)
+    if model_out:
+        save_model(model, model_out, {"stride_frames": stride, "dt_ps": dt_ps, "train_ids": [r["id"] for r in train]})
+    rows = [_score(model, run, stride, config) for run in test]
+    compared = [r for r in rows if r["md_converged"] and r["d_m2_s"] and r["d_m2_s"] > 0]
+    md_cpu, cg_cpu = sum(r["md_cpu_s"] or 0 for r in rows), sum(r["cpu_s"] for r in rows)
+    return {"speedup": round(md_cpu / cg_cpu, 1) if md_cpu and cg_cpu else None,
+            "mae_log10_d": float(np.mean([abs(math.log10(r["d_m2_s"]) - math.log10(r["md_d_m2_s"]))
+                                          for r in compared])) if compared else None,
+            "stable_fraction": float(np.mean([r["stable"] for r in rows])), "n_test_mofs": len(rows),
+            "n_compared": len(compared), "n_train_mofs": len(train), "long_step_ps": dt_ps,
+            "train_cpu_s": round(info["train_cpu_s"], 1), "per_mof": rows}
+
+
+def _score(model, run: dict, stride: int, config: TransportConfig) -> dict[str, Any]:
+    from discovery.md import load_trajectory
+
+    t = load_trajectory(run["path"])
+    x = t["com_positions_A"]
+    dt_ps = float(t["times_ps"][1] - t["times_ps"][0]) * stride
+    start = trajectory_frames(x[: config.history * stride + stride + 1], t["cell_A"], t["framework_positions_A"],
+                              atomic_numbers(t["framework_elements"]), stride, config)[0]
+    n_steps = int(round(float(t["times_ps"][-1]) / dt_ps))
+    out = rollout(model, start, n_steps, dt_ps)
+    fit = rollout_diffusivity(out, length_scale_A=float(min(np.linalg.norm(t["cell_A"], axis=1))))
+    return {"id": run["id"], "d_m2_s": fit.d_m2_s, "converged": fit.converged, "md_d_m2_s": run["md_d_m2_s"],
+            "md_converged": bool(run["md_converged"] and run["md_d_m2_s"]), "md_cpu_s": run["md_cpu_s"],
+            "cpu_s": round(out.cpu_s, 2), "stable": out.min_framework_distance >= STABLE_DISTANCE_A,
+            "min_framework_distance_A": out.min_framework_distance, "steps": n_steps}
