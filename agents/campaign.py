@@ -28,7 +28,7 @@ from typing import Any, Generator, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from tqdm import tqdm
 
 from discovery import campaign_report as reports
@@ -114,7 +114,7 @@ class Campaign:
         self.observer.started()
         r = self._next_round()
         picked = _drive(self._planning(r, lag=1, q=self.config.batch_size))
-        _Scheduler(self, progress=False, queue=picked, plan=False).run()
+        _Scheduler(self, progress=False, plan=False).run()  # the round's picks and anything left pending
         return {"round": r, "selected": picked, **self.state.round_metrics.get(r, {})}
 
     def rounds(self) -> Iterator[dict[str, Any]]:
@@ -164,6 +164,9 @@ class Campaign:
         return self.report()
 
     def close(self) -> None:
+        """Stop the campaign's actors (the state on disk stays; ``Campaign.resume`` continues it)."""
+        if self.observer.tracker is not None:  # step()/ask() users: close the MLflow run with the artifacts
+            self.finish()
         for actor in [*self._oracles, self.generator, self.surrogate]:
             ray.kill(actor)
         self._oracles = []
@@ -267,6 +270,11 @@ class Campaign:
             res = self.config.resources
             self._oracles = [OracleAgent.options(num_cpus=res.cpus_per_oracle).remote(self.config, self.oracle)
                              for _ in range(workers(res))]
+            _, waiting = ray.wait([a.pid.remote() for a in self._oracles], num_returns=len(self._oracles), timeout=60)
+            if waiting:  # Ray waits for free CPUs silently; say so
+                log.warning("%d of %d oracle workers have not started after 60 s: the cluster lacks free CPUs for "
+                            "resources.oracle_workers x cpus_per_oracle (%s); waiting for them", len(waiting),
+                            len(self._oracles), ray.available_resources().get("CPU", 0))
         return self._oracles
 
 
@@ -274,12 +282,13 @@ class _Scheduler:
     """Keeps every oracle worker busy: submits queued candidates, plans rounds ahead, retries crashed
     tasks, enforces the time limit, and records each result as it arrives."""
 
-    def __init__(self, campaign: Campaign, progress: bool, queue: Sequence[str] | None = None, plan: bool = True):
+    def __init__(self, campaign: Campaign, progress: bool, plan: bool = True):
         self.c, self.st, self.plan = campaign, campaign.state, plan
-        self.queue = deque(queue if queue is not None else campaign.state.pending())
+        self.queue = deque(campaign.state.pending())  # a resumed campaign's unfinished work goes first
         self.in_flight: dict[Any, tuple[str, int, float, int]] = {}  # ref -> (id, worker, submitted, attempt)
         self.attempts: dict[str, int] = {}
         self.timed_out: set = set()
+        self.reviving: dict[Any, int] = {}  # probe ref -> worker being restarted by Ray
         self.planning: list | None = None  # [generator, awaited ref, round]
         self.planning_failures = 0
         self.bar = tqdm(total=self.st.config.budget, initial=len(self.st.results), desc="oracle calls",
@@ -293,15 +302,17 @@ class _Scheduler:
                 self._maybe_plan()
                 while free and self.queue:
                     self._submit(self.queue.popleft(), free.popleft())
-                refs = list(self.in_flight) + ([self.planning[1]] if self.planning else [])
-                if not refs:
+                refs = [*self.in_flight, *([self.planning[1]] if self.planning else [])]
+                if not refs and not (self.queue and self.reviving):
                     break
-                ready, _ = ray.wait(refs, num_returns=1, timeout=self._wait_s())
+                ready, _ = ray.wait([*refs, *self.reviving], num_returns=1, timeout=self._wait_s())
                 for ref in ready:
                     if self.planning and ref == self.planning[1]:
                         self._advance_planning(ref)
+                    elif ref in self.reviving:
+                        free.extend(self._revived(ref))
                     else:
-                        free.append(self._finish(ref))
+                        free.extend(self._finish(ref))
                 self._enforce_timeout()
         finally:
             self.bar.close()
@@ -348,25 +359,43 @@ class _Scheduler:
         ref = self.c._oracles[worker].evaluate.remote(self.c._payload(cid))
         self.in_flight[ref] = (cid, worker, time.monotonic(), attempt)
 
-    def _finish(self, ref) -> int:
+    def _finish(self, ref) -> list[int]:
+        """Record a finished task; returns the worker if it is free again (not while Ray restarts it)."""
         cid, worker, _, attempt = self.in_flight.pop(ref)
         try:
             outcome = ray.get(ref)
         except (RayActorError, RayTaskError) as exc:
+            # The worker died (or Ray is restarting it): a task sent now would fail too, so the worker
+            # gets work again only once it answers a probe.
+            if isinstance(exc, RayActorError):
+                self._probe(worker)
             if ref in self.timed_out:
                 outcome = {"status": "failed", "values": {}, "reason": "timeout",
                            "message": f"no result within {self.st.config.oracle.timeout_s:.0f} s"}
             elif attempt <= self.st.config.oracle.max_retries:
                 log.warning("oracle task for %s failed (attempt %d): %s; retrying", cid, attempt, exc)
                 self.queue.appendleft(cid)
-                return worker
+                return [] if isinstance(exc, RayActorError) else [worker]
             else:
                 kind = "worker_crash" if isinstance(exc, RayActorError) else "oracle_error"
                 outcome = {"status": "failed", "values": {}, "reason": kind, "message": str(exc)[-500:]}
             outcome["attempts"] = attempt
         self.c._record_result(cid, outcome)
         self.bar.update()
-        return worker
+        return [] if worker in self.reviving.values() else [worker]
+
+    def _probe(self, worker: int) -> None:
+        self.reviving[self.c._oracles[worker].pid.remote()] = worker
+
+    def _revived(self, ref) -> list[int]:
+        worker = self.reviving.pop(ref)
+        try:
+            ray.get(ref)
+        except RayActorError:  # still restarting: ask again shortly
+            time.sleep(0.5)
+            self._probe(worker)
+            return []
+        return [worker]
 
     def _wait_s(self) -> float:
         return max(0.5, min(30.0, self.st.config.oracle.timeout_s / 10))
@@ -413,4 +442,4 @@ def _compact_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("settings",)}
 
 
-__all__ = ["Campaign", "LAG", "GetTimeoutError"]
+__all__ = ["Campaign", "LAG"]

@@ -238,3 +238,15 @@ def test_gp_surrogate_and_two_objectives(ray_session, tmp_path):
     assert len(front) >= 1 and {"log10_kh_co2", "log10_selectivity"} <= set(front.columns)
     assert (tmp_path / "run" / "artifacts" / "pareto_front.png").stat().st_size > 0
     campaign.close()
+
+
+def test_step_by_step(ray_session, tmp_path):
+    """``for r in campaign.rounds()``: synchronous rounds, each complete when it is yielded."""
+    from agents.campaign import Campaign
+
+    campaign = Campaign.from_config(_config(budget=24), run_dir=tmp_path / "run")
+    seen = [r for r in campaign.rounds()]
+    assert [r["round"] for r in seen] == [0, 1, 2]
+    assert all(r["evaluated"] == 8 * (k + 1) for k, r in enumerate(seen))
+    assert campaign.state.done
+    campaign.close()
