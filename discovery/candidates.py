@@ -60,9 +60,6 @@ def _prepare_safely(task: dict[str, Any]) -> dict[str, Any]:
 def _prepare_task(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: assemble, check and describe one proposal."""
     from .assembly import Recipe, _default_assembler
-    from .dataset import _size_problem
-    from .descriptors import probe_descriptors
-    from .validity import check_mof
 
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pormake")  # 0/0 RMSD ratios: noise
     t0 = time.process_time()
@@ -72,6 +69,17 @@ def _prepare_task(task: dict[str, Any]) -> dict[str, Any]:
         mof = _default_assembler().assemble(Recipe.parse(proposal.recipe))
     except (IncompatibleCombinationError, AssemblyError) as exc:
         return {**record, "status": "invalid", "reason": type(exc).__name__, "message": str(exc)}
+    return describe(mof, record, space, t0)
+
+
+def describe(mof, record: dict[str, Any], space: DesignSpace, t0: float, probe: bool = True) -> dict[str, Any]:
+    """An assembled MOF as a candidate: size limits, every validity check (Zeo++ included), then the
+    descriptors the surrogate needs (the probe energies only when ``probe``); ``t0`` is the process time
+    the preparation started at."""
+    from .dataset import _size_problem
+    from .descriptors import probe_descriptors
+    from .validity import check_mof
+
     problem = _size_problem(mof, space)
     if problem:
         return {**record, "status": "invalid", **problem}
@@ -79,8 +87,9 @@ def _prepare_task(task: dict[str, Any]) -> dict[str, Any]:
     if not report.valid:
         return {**record, "status": "invalid", "reason": report.failed[0], "message": report.reason}
     descriptors = {k: geometry.to_dict()[k] for k in GEOMETRY_KEYS}
-    descriptors.update(probe_descriptors(mof.structure).to_dict())
-    mof.provenance.update(origin=proposal.origin, parent=proposal.parent, mutation=proposal.mutation)
+    if probe:
+        descriptors.update(probe_descriptors(mof.structure).to_dict())
+    mof.provenance.update({k: record.get(k) for k in ("origin", "parent", "mutation")})
     return {**record, "status": "valid", "formula": mof.formula, "n_atoms": mof.n_atoms,
             "cg": compact_cg(mof.cg), "descriptors": descriptors, "mof_json": mof.to_json(),
             "prepare_cpu_s": round(time.process_time() - t0, 3)}

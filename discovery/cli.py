@@ -348,7 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from surrogates.cli import register  # train, predict, dataset export, benchmark surrogate/acquisition
 
-    register(sub, datasets, bench, add)
+    train = register(sub, datasets, bench, add)
+    from .generator.cli import register as register_generator  # train generator, generate, benchmark generator
+
+    register_generator(train, sub, bench, add)
     from agents.cli import register as register_campaigns  # run, resume, report, benchmark loop (Ray on use)
 
     register_campaigns(sub, bench, add)

@@ -34,10 +34,20 @@ def bounded(default: Any, low: float | None = None, high: float | None = None) -
 
 @dataclass(frozen=True)
 class ProposerConfig:
-    kind: str = choice("designspace", "table", default="designspace")
+    # diffusion: the CG diffusion generator (fine-tuned on the best results as they come);
+    # designspace: draws and mutations of enumerated recipes (the baseline); table: rows of a pool table
+    kind: str = choice("diffusion", "designspace", "table", default="diffusion")
     candidates_per_round: int = bounded(48, 1)  # new candidates prepared before each selection
-    mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # of those, mutations of the best MOFs so far
+    mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     table: str | None = None  # kind "table": a pool table (None: the committed one)
+    model: str = "models/generator"  # kind "diffusion": a trained generator; trained here first when missing
+    train_steps: int = bounded(3000, 1)  # ... with this many steps
+    # kind "diffusion": "edit" re-noises the best MOFs so far (at first the training set's best) to
+    # ``strength`` of the diffusion run and denoises them; "denovo" samples from the prior
+    mode: str = choice("edit", "denovo", default="edit")
+    strength: float = bounded(0.5, 0.01, 1.0)
+    steer: int = bounded(4, 1)  # mode "denovo": best of this many latents per sample (1: no steering)
+    finetune_after: int = bounded(8, 1)  # kind "diffusion": fine-tune once this many new results are in
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,11 @@ class GeometryError(DiscoveryError):
 
 class DatasetError(DiscoveryError):
     """A dataset directory that is inconsistent with the requested build."""
+
+
+class EmbeddingError(DiscoveryError):
+    """Building-block embeddings that cannot serve a request (no BB matches a decode filter, a bad file)."""
+
+
+class CGAssemblyError(DiscoveryError):
+    """A coarse-grained sample that cannot be turned into atoms; the message says why."""

@@ -91,9 +91,9 @@ def cmd_benchmark_transport(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub, datasets, benchmarks, add: Callable) -> None:
+def register(sub, datasets, benchmarks, add: Callable):
     """Add the surrogate commands to the ``discovery`` parser (its subparsers, and those of ``dataset`` and
-    ``benchmark``)."""
+    ``benchmark``); returns the ``train`` subparsers, for the other learned models."""
     data_help = "a labelled dataset directory or a pool table (default: the committed table)"
     train = sub.add_parser("train", help="train learned models").add_subparsers(dest="sub", required=True)
     sp = add(train, "surrogate", cmd_train_surrogate, "train the adsorption surrogate (deep ensemble of GNNs)")
@@ -143,3 +143,4 @@ def register(sub, datasets, benchmarks, add: Callable) -> None:
     sp.add_argument("--epochs", type=int, default=20)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--model-out", help="save the trained model here")
+    return train

@@ -27,13 +27,12 @@ from discovery.descriptors import PROBE_KEYS, probe_descriptors
 from discovery.errors import DiscoveryError
 from discovery.jsonl import append, open_for_append, read_rows
 from discovery.oracle import TARGETS, target_values
+from discovery.pool import POOL_TABLE, TABLE_FORMAT, read_table  # noqa: F401 - re-exported
 from discovery.mof import MOF, CGView
 
 from .graphs import GEOMETRY_KEYS, GraphError, GraphSettings, cg_graph
 
 DEFAULT_TARGETS = ("log10_kh_co2", "log10_kh_n2")
-TABLE_FORMAT = 1
-POOL_TABLE = Path(__file__).resolve().parent.parent / "discovery" / "data" / "pool_henry_none_v1.jsonl.gz"
 
 
 @dataclass
@@ -110,17 +109,6 @@ def export_table(dataset: str | Path, out: str | Path, charges: str = "none") ->
         for row in [header, *rows]:
             fh.write(json.dumps(row, separators=(",", ":")) + "\n")
     return header
-
-
-def read_table(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    try:
-        with gzip.open(path, "rt") as fh:
-            lines = [json.loads(line) for line in fh if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DiscoveryError(f"{path}: not a pool table ({exc})") from exc
-    if not lines or lines[0].get("format") != TABLE_FORMAT:
-        raise DiscoveryError(f"{path}: not a pool table of format {TABLE_FORMAT}")
-    return lines[0], lines[1:]
 
 
 # ---- graphs and targets ----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The MOF diffusion generator: building-block embeddings, a CG diffusion model, assembly."""

@@ -1,0 +1,186 @@
+"""The diffusion generator as the loop uses it.
+
+Contract (the ``Generator`` of the architecture): ``sample(n, seed)`` -> CG samples (lattice, beads, decoded
+building blocks), ``prepare(samples)`` -> candidate records (assembled, checked, described: what the
+surrogate scores and the oracle evaluates), ``update(results)`` -> fine-tune on the best validated MOFs and
+bump the version that every later candidate records.
+
+Steering: MOFDiff optimises its latent for the property head. Here ``sample(steer=k)`` draws ``k`` latents
+from the prior per wanted sample and keeps those the property head ranks highest: cheap, and the kept
+latents stay typical of the prior, where the denoiser was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..designspace import DesignSpace
+from ..errors import DiscoveryError
+from .model import CGDiffusion, CGExample
+from .train import LABEL, fit, load_model, save_model
+
+EMBEDDING_FILE = "embeddings.npz"
+
+
+@dataclass(frozen=True)
+class CGSample:
+    """One generated CG crystal: ``lattice`` 3 x 3 rows (A), ``frac`` n x 3, decoded ``bb_ids``, the decoding
+    distance per bead (how far the generated vector was from its BB's), and the property head's prediction."""
+
+    id: str
+    lattice: np.ndarray
+    frac: np.ndarray
+    bb_ids: tuple[str, ...]
+    decode_distance: np.ndarray
+    predicted: float
+    version: int
+    parent: str | None = None  # the MOF an edit started from (None: de novo)
+
+
+@dataclass
+class FineTuneSettings:
+    top_fraction: float = 0.1  # fine-tune on this best fraction of the validated results...
+    min_examples: int = 8  # ...but never fewer
+    replay: int = 64  # training-set examples mixed in, so the model keeps making valid frameworks
+    steps: int = 150
+    lr: float = 3e-4
+
+
+@dataclass
+class DiffusionGenerator:
+    model: CGDiffusion
+    embedding: Any  # BBEmbedding
+    version: int = 1
+    replay: list[CGExample] = field(default_factory=list)  # a sample of the training set
+    elite: list[CGExample] = field(default_factory=list)  # the training set's best: parents before any result
+    finetune: FineTuneSettings = field(default_factory=FineTuneSettings)
+    space: DesignSpace = field(default_factory=DesignSpace)
+    snap: bool = True  # clamp clean-embedding estimates to real building blocks while sampling
+
+    def _snapper(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        table = self.model.standardise(self.embedding.vectors)  # the library, as the model sees it
+
+        def snap(e0: torch.Tensor) -> torch.Tensor:
+            return table[torch.cdist(e0, table).argmin(dim=1)]
+        return snap
+
+    # ---- persistence ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, replay: Sequence[CGExample] = ()) -> "DiffusionGenerator":
+        from .embeddings import BBEmbedding
+
+        path = Path(path)
+        model, meta = load_model(path)
+        return cls(model, BBEmbedding.load(path / EMBEDDING_FILE), int(meta.get("version", 1)), list(replay))
+
+    def save(self, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
+        path = Path(path)
+        save_model(self.model, path, {**dict(meta or {}), "version": self.version})
+        self.embedding.save(path / EMBEDDING_FILE)
+        return path
+
+    # ---- sampling ------------------------------------------------------------------------------------
+    def sample(self, n: int, seed: int = 0, steer: int = 1, parents: Sequence[CGExample] = (),
+               strength: float = 0.5) -> list[CGSample]:
+        """``n`` CG samples. De novo without ``parents`` (``steer`` > 1 keeps the best of ``steer`` prior
+        latents per sample); with ``parents``, SDEdit of parents drawn at random (``strength`` in (0, 1]:
+        the fraction of the diffusion run from the noised parent)."""
+        if n < 1 or steer < 1:
+            raise DiscoveryError(f"sample needs n >= 1 and steer >= 1, got n={n}, steer={steer}")
+        if parents and not 0 < strength <= 1:
+            raise DiscoveryError(f"strength must be in (0, 1], got {strength}")
+        snap = self._snapper() if self.snap else None
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(int(seed))  # the caller's seed decides every draw; global state is left alone
+            if parents:
+                pick = torch.randint(len(parents), (n,)).tolist()
+                z, raw = self.model.edit([parents[i] for i in pick], strength, snap=snap)
+                predicted = self.model.predict_property(z)
+                origins = [parents[i].id for i in pick]
+            else:
+                z = torch.randn(n * steer, self.model.settings.latent_dim)
+                predicted = self.model.predict_property(z)
+                if steer > 1:
+                    keep = predicted.argsort(descending=True)[:n]
+                    z, predicted = z[keep], predicted[keep]
+                raw, origins = self.model.sample(z, snap=snap), [None] * n
+        return [self._decode(r, float(p), o) for r, p, o in zip(raw, predicted, origins)]
+
+    def _decode(self, raw: Mapping[str, np.ndarray], predicted: float, parent: str | None) -> CGSample:
+        bb_ids = self.embedding.decode(raw["embeddings"])
+        table = np.stack([self.embedding.vector(b) for b in bb_ids])
+        scale = math.sqrt(self.embedding.dim)
+        unit = raw["embeddings"] / np.linalg.norm(raw["embeddings"], axis=1, keepdims=True) * scale
+        distance = np.linalg.norm(unit - table, axis=1)
+        return CGSample(_sample_id(raw["lattice"], bb_ids, raw["frac"], self.version), raw["lattice"], raw["frac"],
+                        tuple(bb_ids), distance, predicted, self.version, parent)
+
+    # ---- candidates ----------------------------------------------------------------------------------
+    def prepare(self, samples: Sequence[CGSample]) -> list[dict[str, Any]]:
+        """One candidate record per sample (``valid`` with ``mof_json``, ``cg``, ``descriptors``; or
+        ``invalid`` with ``reason``), as the design-space proposer's candidates."""
+        return [prepare_sample(s, self.space) for s in samples]
+
+    # ---- learning from results -----------------------------------------------------------------------
+    def update(self, results: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+        """Fine-tune on the best validated MOFs: ``results`` are records with ``cg`` and ``values``
+        (``log10_kh_co2``). Returns what was done; the version goes up by one."""
+        examples = self.examples(results)
+        if not examples:
+            return {"version": self.version, "fine_tuned_on": 0}
+        examples.sort(key=lambda e: e.label, reverse=True)
+        k = max(self.finetune.min_examples, int(round(self.finetune.top_fraction * len(examples))))
+        best = examples[:k]
+        rng = np.random.default_rng(seed)
+        replay = [self.replay[i] for i in rng.permutation(len(self.replay))[:self.finetune.replay]]
+        t0 = time.process_time()
+        losses = fit(self.model, best + replay, self.finetune.steps, lr=self.finetune.lr, seed=seed,
+                     batch_size=min(32, len(best) + len(replay)), desc="fine-tune")
+        self.version += 1
+        return {"version": self.version, "fine_tuned_on": len(best), "replay": len(replay),
+                "best_label": best[0].label, "threshold": best[-1].label,
+                "loss": float(np.mean(losses[-20:])), "cpu_s": round(time.process_time() - t0, 1)}
+
+    def examples(self, results: Sequence[Mapping[str, Any]]) -> list[CGExample]:
+        """Results with a CG view of library BBs and a finite label, as training examples."""
+        from .train import examples_from_rows
+
+        rows = [{"id": r["id"], "cg": r.get("cg"), "labels": r.get("values") or r.get("labels") or {}}
+                for r in results]
+        examples, _ = examples_from_rows(rows, self.embedding.vector)
+        return [e for e in examples if math.isfinite(e.label)]
+
+
+def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_probe: bool = True) -> dict[str, Any]:
+    """Assemble a CG sample into atoms, then check and describe it (``candidates.describe``; without the
+    probe-energy descriptors when ``describe_probe`` is False: the surrogate needs them, the checks do not)."""
+    from ..candidates import describe
+    from .cg_assembly import assemble_cg
+
+    t0 = time.process_time()
+    record = {"id": sample.id, "recipe": sample.id, "origin": "diffusion" if sample.parent is None else "diffusion-edit",
+              "parent": sample.parent, "mutation": None,
+              "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
+    try:
+        result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id)
+    except DiscoveryError as exc:
+        return {**record, "status": "invalid", "reason": type(exc).__name__, "message": str(exc)}
+    if not result.ok:
+        return {**record, "status": "invalid", "reason": "assembly", "message": result.message}
+    out = describe(result.mof, record, space or DesignSpace(), t0, probe=describe_probe)
+    return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
+
+
+def _sample_id(lattice: np.ndarray, bb_ids: Sequence[str], frac: np.ndarray, version: int) -> str:
+    """The generator version, the number of beads and a hash of blocks and geometry."""
+    digest = hashlib.sha1(np.round(np.concatenate([lattice.ravel(), frac.ravel()]), 3).tobytes()
+                          + "|".join(bb_ids).encode()).hexdigest()[:10]
+    return f"gen{version}-{len(bb_ids)}b-{digest}"

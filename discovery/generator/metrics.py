@@ -1,0 +1,41 @@
+"""Generation metrics: validity, uniqueness, novelty, and the cost of a valid MOF.
+
+Two MOFs count as the same when their fingerprints agree: the building blocks in their smallest whole
+ratio, the density (to 0.01 g/cm3) and the pore-limiting diameter (to 0.5 A). The same blocks on another
+net, or packed differently, change density and pores; a mere change of cell (a supercell, another setting)
+changes neither. Both sides of a novelty check need the same descriptors, which the design-space table and
+every prepared candidate have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from functools import reduce
+from typing import Any, Iterable, Mapping, Sequence
+
+
+def fingerprint(cg: Mapping[str, Any], descriptors: Mapping[str, Any]) -> tuple:
+    counts = Counter(b["bb_id"] for b in cg["beads"])
+    g = reduce(math.gcd, counts.values())
+    blocks = tuple(sorted((bb, n // g) for bb, n in counts.items()))
+    density, pld = descriptors.get("density_g_cm3"), descriptors.get("pld")
+    return (blocks, None if density is None else round(float(density), 2),
+            None if pld is None else round(float(pld) * 2) / 2)
+
+
+def generation_metrics(records: Sequence[Mapping[str, Any]], training: Iterable[Mapping[str, Any]],
+                       cpu_s: float) -> dict[str, Any]:
+    """``records``: prepared samples (``status``, ``cg``, ``descriptors``); ``training``: rows the model was
+    trained on; ``cpu_s``: CPU seconds of sampling and preparation together."""
+    valid = [r for r in records if r.get("status") == "valid"]
+    prints = [fingerprint(r["cg"], r["descriptors"]) for r in valid]
+    known = {fingerprint(r["cg"], r.get("descriptors") or {}) for r in training if r.get("cg")}
+    reasons = Counter(r.get("reason", "?") for r in records if r.get("status") != "valid")
+    n = len(records)
+    return {"n_sampled": n, "n_valid": len(valid),
+            "validity": round(len(valid) / n, 4) if n else 0.0,
+            "uniqueness": round(len(set(prints)) / len(valid), 4) if valid else 0.0,
+            "novelty": round(sum(p not in known for p in prints) / len(valid), 4) if valid else 0.0,
+            "valid_per_cpu_s": round(len(valid) / cpu_s, 4) if cpu_s > 0 else 0.0,
+            "cpu_s": round(cpu_s, 1), "invalid_reasons": dict(reasons.most_common())}

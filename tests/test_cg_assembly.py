@@ -1,0 +1,135 @@
+"""CG assembly: orientations found from bead positions and BB ids alone, on pormake-built MOFs."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from pymatgen.analysis.structure_matcher import StructureMatcher
+
+from discovery.assembly import assemble
+from discovery.building_blocks import BuildingBlockLibrary
+from discovery.errors import CGAssemblyError, UnknownBuildingBlockError
+from discovery.generator.cg_assembly import (AssemblyResult, CGAssemblySettings, _chiral_cp_set,
+                                             _net_dimension, assemble_cg, assemble_cg_view)
+from discovery.validity import check_structure
+
+# cds + N17 + E27: nodes joined by linkers. pts + N4.N307 + no edge BB: nodes bonded directly, and N307's
+# connection points form a chiral set (pormake may place its mirror image).
+RECIPES = ["cds+N17+E27", "pts+N4.N307+-"]
+
+
+@pytest.fixture(scope="module", params=RECIPES)
+def known(request):
+    return assemble(request.param)
+
+
+def _cg_sample(mof):
+    """Only what a generator samples: lattice, bead fractional positions, BB ids (no orientations)."""
+    cg = mof.cg
+    return cg.lattice, cg.bb_ids, np.array([b.frac_coords for b in cg.beads])
+
+
+def test_reproduces_known_mof(known):
+    lattice, bb_ids, frac = _cg_sample(known)
+    result = assemble_cg(lattice, bb_ids, frac_coords=frac, seed=0)
+    assert result.ok, result.message
+    mof = result.mof
+    assert result.n_unpaired == 0 and result.n_connection_points > 0
+    assert result.rmsd_cp < 0.2  # pormake's own connection points meet within 0.2 A here
+    assert Counter(s.specie.symbol for s in mof.structure) == Counter(s.specie.symbol for s in known.structure)
+    report = check_structure(mof.structure)
+    assert report.valid, report.reason
+    assert result.report is not None and result.report.valid
+    assert StructureMatcher().fit(known.structure, mof.structure)
+    # the CG view: same BBs, beads where they were sampled, orientations filled in
+    assert mof.cg.bb_ids == bb_ids
+    shift = (np.array([b.frac_coords for b in mof.cg.beads]) - frac + 0.5) % 1.0 - 0.5
+    assert np.linalg.norm(shift @ lattice, axis=1).max() < 0.3
+    assert all(b.orientation is not None for b in mof.cg.beads)
+    # each bead owns exactly its BB's atoms
+    library = BuildingBlockLibrary()
+    for k, bead in enumerate(mof.cg.beads):
+        owned = Counter(mof.structure[int(i)].specie.symbol for i in np.where(mof.atom_bead == k)[0])
+        assert owned == Counter(library.get(bead.bb_id).composition)
+    assert mof.provenance["builder"] == "cg_assembly"
+    assert mof.provenance["rmsd_cp"] == pytest.approx(result.rmsd_cp, abs=1e-4)
+
+
+def test_noisy_beads_still_assemble(known):
+    lattice, bb_ids, frac = _cg_sample(known)
+    rng = np.random.default_rng(7)
+    noise = rng.normal(size=frac.shape)
+    noise *= 0.3 / np.linalg.norm(noise, axis=1, keepdims=True)  # every bead 0.3 A off
+    cart = frac @ lattice + noise
+    result = assemble_cg(lattice, bb_ids, cart_coords=cart, seed=0)
+    assert result.ok, result.message
+    assert result.rmsd_cp < 0.3
+    report = check_structure(result.mof.structure)
+    assert report.valid, report.reason
+
+
+def test_proper_rotations_by_default_reflections_on_request():
+    mof = assemble(RECIPES[1])  # N307: a chiral set of connection points
+    default = assemble_cg_view(mof.cg)
+    assert default.ok and default.mof.provenance["n_mirrored"] == 0
+    mirrored = assemble_cg_view(mof.cg, settings=CGAssemblySettings(allow_reflection=True))
+    assert mirrored.ok and mirrored.report.valid, mirrored.report.reason
+
+
+def test_cg_view_and_cartesian_input_agree():
+    mof = assemble(RECIPES[0])
+    lattice, bb_ids, frac = _cg_sample(mof)
+    a = assemble_cg_view(mof.cg, seed=3)
+    b = assemble_cg(lattice, bb_ids, cart_coords=frac @ lattice, seed=3)
+    assert a.mof.id == b.mof.id  # the default id hashes BB ids and rounded positions
+    assert a.mof.cg.topology == "cds"
+    # round-off may swap symmetry-equivalent atoms (a linker turned end for end), so compare as crystals
+    assert StructureMatcher().fit(a.mof.structure, b.mof.structure)
+
+
+def test_unknown_building_block_raises():
+    mof = assemble(RECIPES[0])
+    lattice, bb_ids, frac = _cg_sample(mof)
+    with pytest.raises(UnknownBuildingBlockError, match="N99999"):
+        assemble_cg(lattice, ["N99999"] + bb_ids[1:], frac_coords=frac)
+
+
+@pytest.mark.parametrize("change", ["shape", "both", "lattice"])
+def test_malformed_input_raises(change):
+    mof = assemble(RECIPES[0])
+    lattice, bb_ids, frac = _cg_sample(mof)
+    kwargs = {"frac_coords": frac}
+    if change == "shape":
+        kwargs = {"frac_coords": frac[:-1]}
+    elif change == "both":
+        kwargs = {"frac_coords": frac, "cart_coords": frac @ lattice}
+    else:
+        lattice = np.zeros((3, 3))
+    with pytest.raises(CGAssemblyError):
+        assemble_cg(lattice, bb_ids, **kwargs)
+
+
+def test_beads_too_far_apart_fail_with_message():
+    mof = assemble(RECIPES[0])
+    lattice, bb_ids, frac = _cg_sample(mof)
+    result = assemble_cg(2.0 * lattice, bb_ids, frac_coords=frac)  # same fractional positions, twice the cell
+    assert isinstance(result, AssemblyResult)
+    assert not result.ok and result.mof is None
+    assert result.n_unpaired > 0
+    assert "unpaired" in result.message
+
+
+def test_chiral_connection_point_sets():
+    library = BuildingBlockLibrary()
+    assert _chiral_cp_set(library.get("N307"))  # a distorted tetrahedron of connection points
+    assert not _chiral_cp_set(library.get("N16"))  # Zn4O(CO2)6: an octahedron
+    assert not _chiral_cp_set(library.get("E14"))  # a linker: two points
+
+
+def test_net_dimension():
+    # one bead bonded to its own images along a, b and c: a 3-periodic net; drop c: a layer
+    i, j = np.zeros(3, dtype=int), np.zeros(3, dtype=int)
+    assert _net_dimension(1, i, j, np.eye(3, dtype=int)) == 3
+    assert _net_dimension(1, i[:2], j[:2], np.eye(3, dtype=int)[:2]) == 2
+    # two beads bonded twice within the cell: a finite molecule
+    assert _net_dimension(2, np.array([0, 0]), np.array([1, 1]), np.zeros((2, 3), dtype=int)) == 0

@@ -1,0 +1,214 @@
+"""The CG diffusion generator: a periodic, equivariant denoiser; training lowers the loss; samples decode to
+library building blocks; fine-tuning bumps the version; the CLI trains, generates and writes metrics."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from discovery.generator.denoiser import periodic_knn
+from discovery.generator.diffusion import Schedule
+from discovery.generator.generator import DiffusionGenerator
+from discovery.generator.metrics import fingerprint, generation_metrics
+from discovery.generator.model import CGDiffusion, ModelSettings, Normaliser, collate, lattice_from_invariants
+from discovery.generator.train import examples_from_rows, fit, training_rows
+
+SMALL = ModelSettings(hidden=32, layers=2, latent_dim=8, steps=10, k=8)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return training_rows()[:24]  # the committed pool table
+
+
+@pytest.fixture(scope="module")
+def table(rows):
+    ids = sorted({b["bb_id"] for r in rows for b in r["cg"]["beads"]})
+    return ids, np.random.default_rng(0).normal(size=(len(ids), 32))  # test-only stand-in for BB embeddings
+
+
+@pytest.fixture(scope="module")
+def examples(rows, table):
+    ids, vectors = table
+    lookup = dict(zip(ids, vectors))
+    return examples_from_rows(rows, lambda bb: lookup[bb])[0]
+
+
+def _model(examples, table, seed=0):
+    torch.manual_seed(seed)
+    return CGDiffusion(SMALL, Normaliser.fit(examples, table[1]))
+
+
+def _rotation(seed=1):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return torch.tensor(q * np.sign(np.linalg.det(q)), dtype=torch.float32)  # proper rotation
+
+
+def _denoise(model, b, pos, lattice):
+    z = torch.zeros(len(lattice), SMALL.latent_dim)
+    t = torch.full((len(lattice),), 5)
+    with torch.no_grad():
+        return model.denoise(b["emb"], pos, t, z, b["batch"], lattice)
+
+
+def test_denoiser_is_rotation_equivariant(examples, table):
+    model, b = _model(examples, table), collate(examples[:3], Normaliser.fit(examples, table[1]))
+    pos = b["pos"] + 0.5 * torch.randn(b["pos"].shape, generator=torch.Generator().manual_seed(0))  # break symmetry
+    eps, vec = _denoise(model, b, pos, b["lattice"])
+    rot = _rotation()
+    eps_r, vec_r = _denoise(model, b, pos @ rot.T, b["lattice"] @ rot.T)
+    assert torch.allclose(eps_r, eps, atol=1e-4)  # embeddings: invariant
+    assert torch.allclose(vec_r, vec @ rot.T, atol=1e-4)  # positions: rotate with the crystal
+    assert vec.abs().max() > 1e-3  # not trivially zero
+
+
+def test_denoiser_is_periodic_and_translation_invariant(examples, table):
+    model, b = _model(examples, table), collate(examples[:2], Normaliser.fit(examples, table[1]))
+    eps, vec = _denoise(model, b, b["pos"], b["lattice"])
+    moved = b["pos"].clone()
+    moved[0] += b["lattice"][0, 0] - 2 * b["lattice"][0, 2]  # one bead by a lattice vector
+    eps_m, vec_m = _denoise(model, b, moved, b["lattice"])
+    assert torch.allclose(vec_m, vec, atol=1e-4) and torch.allclose(eps_m, eps, atol=1e-4)
+    shift = b["pos"] + torch.tensor([1.3, -0.7, 2.1])  # every bead by the same vector
+    eps_s, vec_s = _denoise(model, b, shift, b["lattice"])
+    assert torch.allclose(vec_s, vec, atol=1e-4) and torch.allclose(eps_s, eps, atol=1e-4)
+
+
+def test_periodic_knn_sees_images_in_a_triclinic_cell():
+    lattice = torch.tensor([[[6.0, 0, 0], [2.5, 5.0, 0], [1.0, 1.5, 7.0]]])
+    pos = torch.tensor([[0.2, 0.1, 0.1]])  # one bead: all neighbours are its own images
+    src, dst, vec = periodic_knn(pos, torch.zeros(1, dtype=torch.long), lattice, k=6)
+    assert (src == 0).all() and (dst == 0).all()
+    expected = sorted(np.linalg.norm(np.array(list(__import__("itertools").product((-1, 0, 1), repeat=3)))
+                                     @ lattice[0].numpy(), axis=1))[1:7]
+    assert np.allclose(sorted(vec.norm(dim=1).tolist()), expected, atol=1e-4)
+
+
+def test_one_batch_training_step_lowers_the_loss(examples, table):
+    model = _model(examples, table)
+    b = collate(examples[:8], model.normaliser)
+
+    def loss():
+        torch.manual_seed(3)  # same noise draw for before and after
+        return float(model.loss(b)["total"].detach())
+
+    before = loss()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(5):
+        torch.manual_seed(3)
+        opt.zero_grad()
+        model.loss(b)["total"].backward()
+        opt.step()
+    assert loss() < before
+
+
+def test_lattice_from_invariants_round_trips():
+    from discovery.generator.denoiser import lattice_invariants
+
+    lattice = torch.tensor([[[10.0, 0, 0], [-3.0, 9.0, 0], [2.0, 1.0, 12.0]]])
+    again = lattice_from_invariants(lattice_invariants(lattice))
+    assert torch.allclose(lattice_invariants(again), lattice_invariants(lattice), atol=1e-5)
+
+
+def test_schedule_is_monotone():
+    s = Schedule(steps=20)
+    assert (s.sigmas().diff() > 0).all() and (s.alpha_bars().diff() < 0).all()
+
+
+@pytest.fixture(scope="module")
+def generator(examples, table):
+    from discovery.building_blocks import BuildingBlockLibrary
+    from discovery.generator.embeddings import train_embeddings
+
+    library = BuildingBlockLibrary()
+    embedding = train_embeddings([library.get(i) for i in table[0]], epochs=2, seed=0)
+    lookup = examples_from_rows(training_rows()[:24], embedding.vector)[0]
+    model = CGDiffusion(SMALL, Normaliser.fit(lookup, embedding.vectors))
+    fit(model, lookup, steps=5)
+    return DiffusionGenerator(model, embedding, replay=lookup[:8])
+
+
+def test_samples_decode_to_library_building_blocks(generator):
+    samples = generator.sample(3, seed=1, steer=2)
+    assert len(samples) == 3
+    for s in samples:
+        assert set(s.bb_ids) <= set(generator.embedding.ids) and len(s.bb_ids) == len(s.frac) >= 2
+        assert s.lattice.shape == (3, 3) and abs(np.linalg.det(s.lattice)) > 1.0
+        assert ((s.frac >= 0) & (s.frac < 1)).all() and np.isfinite(s.predicted) and s.version == 1
+    again = generator.sample(3, seed=1, steer=2)
+    assert [s.id for s in again] == [s.id for s in samples]  # seeded
+
+
+def test_edits_keep_the_parent_cell_and_bead_count(generator, examples):
+    parents = examples[:2]
+    samples = generator.sample(4, seed=2, parents=parents, strength=0.3)
+    by_id = {p.id: p for p in parents}
+    for s in samples:
+        parent = by_id[s.parent]
+        assert np.allclose(s.lattice, parent.lattice, atol=1e-4) and len(s.bb_ids) == len(parent.frac)
+    with pytest.raises(Exception, match="strength"):
+        generator.sample(1, parents=parents, strength=0.0)
+
+
+def test_update_fine_tunes_on_the_best_and_bumps_the_version(generator, rows):
+    results = [{"id": r["id"], "cg": r["cg"], "values": r["labels"]} for r in rows[:12]]
+    results.append({"id": "broken", "cg": None, "values": {"log10_kh_co2": 0.0}})  # no CG: ignored
+    generator.finetune.steps = 2
+    info = generator.update(results)
+    assert info["version"] == generator.version == 2 and info["fine_tuned_on"] == 8  # min_examples
+    assert info["best_label"] == max(r["labels"]["log10_kh_co2"] for r in rows[:12])
+    assert generator.sample(1, seed=0)[0].version == 2
+
+
+def test_metrics_count_duplicates_and_training_structures(rows):
+    a = {"status": "valid", "cg": rows[0]["cg"], "descriptors": rows[0]["descriptors"]}
+    b = {"status": "valid", "cg": rows[1]["cg"], "descriptors": {**rows[1]["descriptors"], "pld": 99.0}}
+    bad = {"status": "invalid", "reason": "overlap"}
+    m = generation_metrics([a, a, b, bad], rows, cpu_s=2.0)
+    assert m["validity"] == 0.75 and m["uniqueness"] == round(2 / 3, 4) and m["novelty"] == round(1 / 3, 4)
+    assert m["valid_per_cpu_s"] == 1.5 and m["invalid_reasons"] == {"overlap": 1}
+    assert fingerprint(rows[0]["cg"], rows[0]["descriptors"]) != fingerprint(rows[1]["cg"], rows[1]["descriptors"])
+
+
+def test_save_and_load_give_the_same_samples(generator, tmp_path):
+    generator.save(tmp_path / "g")
+    again = DiffusionGenerator.load(tmp_path / "g")
+    assert again.version == generator.version
+    assert [s.id for s in again.sample(2, seed=4)] == [s.id for s in generator.sample(2, seed=4)]
+
+
+def test_cli_trains_generates_and_reports(tmp_path):
+    from discovery.cli import main
+
+    model = tmp_path / "model"
+    assert main(["train", "generator", "--steps", "3", "--embedding-epochs", "1", "--hidden", "16",
+                 "--layers", "1", "--diffusion-steps", "5", "--out", str(model), "--json"]) == 0
+    assert main(["generate", "--n", "2", "--model", str(model), "--out", str(tmp_path / "out"), "--json"]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n_sampled"] == 2 and 0 <= metrics["validity"] <= 1 and not math.isnan(metrics["cpu_s"])
+    assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 2
+    assert main(["generate", "--n", "1", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_path):
+    from discovery.config import ProposerConfig
+    from discovery.generator.campaign import CampaignGenerator
+
+    generator.save(tmp_path / "model")
+    config = ProposerConfig(kind="diffusion", model=str(tmp_path / "model"), steer=2, finetune_after=4)
+    start = generator.version
+    agent = CampaignGenerator(config, tmp_path / "run", seed=0)
+    agent.generator.finetune.steps = 2
+    feedback = [{"id": r["id"], "cg": r["cg"], "values": r["labels"]} for r in rows[:6]]
+    records = agent.propose(0, 2, [], feedback[:3])  # 3 results: too few to fine-tune
+    assert len(records) == 2 and {r["generator"] for r in records} == {f"diffusion-v{start}"}
+    assert all(r["status"] in ("valid", "invalid") and r["origin"] == "diffusion-edit" for r in records)
+    elite = {e.id for e in agent.generator.elite}
+    assert {r["parent"] for r in records} <= elite  # before any result: edits of the training set's best
+    records = agent.propose(1, 1, [], feedback)
+    assert records[0]["generator"] == f"diffusion-v{start + 1}"
+    assert (tmp_path / "run" / "generator" / f"v{start + 1}" / "model.pt").exists()
+    again = CampaignGenerator(config, tmp_path / "run", seed=0)  # a restarted agent
+    assert again.generator.version == start + 1 and again.tuned_on == 6
