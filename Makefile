@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyeqeq==0.0.10
 	touch $(STAMP)
 
-# The quickstart campaign: design-space proposals, GNN surrogate, BoTorch, the real RASPA3 oracle, on local
-# Ray; state in runs/quickstart-TIME, tracking in ./mlruns. RAY_AUTH_MODE=disabled: no token in $HOME.
+# The quickstart campaign: diffusion-generator proposals, GNN surrogate, BoTorch, the real RASPA3 oracle, on
+# local Ray; state in runs/quickstart-TIME, tracking in ./mlruns. The generator is trained first when
+# models/generator is missing (about 12 CPU-minutes). RAY_AUTH_MODE=disabled: no token in $HOME.
 demo: venv
+	test -f models/generator/model.json || OMP_NUM_THREADS=1 $(BIN)/discovery train generator --out models/generator
 	RAY_AUTH_MODE=disabled $(BIN)/discovery run configs/quickstart.yaml
 
 test: venv

@@ -45,17 +45,28 @@ class OracleAgent:
 
 @ray.remote(max_restarts=3, max_task_retries=1)
 class GeneratorAgent:
-    def __init__(self, config: CampaignConfig) -> None:
+    def __init__(self, config: CampaignConfig, run_dir: str | None = None) -> None:
+        p = config.proposer
+        self.config, self.diffusion = config, None
+        self.table = load_table(config)  # read here: no large constructor argument
+        if p.kind == "diffusion":
+            from discovery.generator.campaign import CampaignGenerator
+
+            self.diffusion = CampaignGenerator(p, run_dir, seed=config.seed)
+            return
         from discovery.proposer import DesignSpaceProposer, TableProposer
 
-        p = config.proposer
-        self.config, self.table = config, load_table(config)  # read here: no large constructor argument
         self.proposer = (TableProposer(list(self.table), p.mutation_fraction) if self.table is not None
                          else DesignSpaceProposer(mutation_fraction=p.mutation_fraction))
         self.version = f"{self.proposer.name}-v1"
 
-    def propose(self, round_index: int, n: int, exclude: Sequence[str], parents: Sequence[str]) -> list[dict[str, Any]]:
-        """Prepared candidate records of a round (seeded by campaign seed and round: reproducible)."""
+    def propose(self, round_index: int, n: int, exclude: Sequence[str], parents: Sequence[str],
+                feedback: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Prepared candidate records of a round (seeded by campaign seed and round: reproducible).
+        ``feedback``: the validated results so far (``id``, ``cg``, ``values``), which the diffusion
+        generator fine-tunes on before it samples."""
+        if self.diffusion is not None:
+            return self.diffusion.propose(round_index, n, exclude, feedback)
         from discovery.candidates import prepare_proposals, table_candidate
 
         rng = np.random.default_rng([self.config.seed, round_index])

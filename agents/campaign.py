@@ -35,6 +35,7 @@ from discovery import campaign_report as reports
 from discovery.campaign_state import CampaignState
 from discovery.config import CampaignConfig, load_config
 from discovery.errors import DiscoveryError
+from discovery.generator.campaign import ensure_generator
 from discovery.planner import Planner
 
 from .actors import GeneratorAgent, OracleAgent, SurrogateAgent, load_table
@@ -54,8 +55,9 @@ class Campaign:
     def __init__(self, state: CampaignState, oracle: Any = None, track: bool | None = None) -> None:
         self.state, self.config = state, state.config
         self.table = load_table(self.config)
+        ensure_generator(self.config.proposer, self.config.seed)
         connect(self.config.resources)
-        self.generator = GeneratorAgent.options(num_cpus=0).remote(self.config)
+        self.generator = GeneratorAgent.options(num_cpus=0).remote(_absolute_model(self.config), str(self.state.run_dir))
         self.surrogate = SurrogateAgent.options(num_cpus=0).remote(self.config, str(state.run_dir / "models"))
         self.targets: tuple[str, ...] = tuple(ray.get(self.surrogate.targets.remote()))
         self.oracle = oracle  # None: the config's (built on each worker)
@@ -212,13 +214,21 @@ class Campaign:
         order = np.argsort(-reports.objective_values(st, basis)[:, 0]) if basis else []
         parents = [basis[i] for i in order[:N_PARENTS]]
         records = yield self.generator.propose.remote(r, self.config.proposer.candidates_per_round,
-                                                      list(st.candidates), parents)
+                                                      list(st.candidates), parents, self._feedback(basis))
         for rec in records:
             mof_json = rec.pop("mof_json", None)
             if mof_json:
                 st.save_structure(rec["id"], mof_json)
         st.record({"type": "proposed", "round": r, "candidates": records})
         self._unscorable.update((yield self.surrogate.add.remote(records)))
+
+    def _feedback(self, basis: list[str]) -> list[dict[str, Any]]:
+        """What the diffusion generator fine-tunes on: the validated results of the basis, with CG views."""
+        if self.config.proposer.kind != "diffusion":
+            return []
+        st = self.state
+        return [{"id": i, "cg": st.candidates[i].get("cg"), "values": st.results[i].get("values", {})}
+                for i in basis if st.results.get(i, {}).get("status") == "ok"]
 
     def _model(self, r: int, basis: list[str]) -> Generator[Any, Any, int | None]:
         """The surrogate version round r selects with (None: too few results yet, select at random)."""
@@ -435,6 +445,12 @@ def _top_threshold(campaign: Campaign) -> float | None:
     values = sorted((r["labels"][name] for r in rows if name in r.get("labels", {})), reverse=True)
     k = max(1, int(round(campaign.config.top_fraction * len(values))))
     return values[k - 1] if values else None
+
+
+def _absolute_model(config: CampaignConfig) -> CampaignConfig:
+    """The generator model as an absolute path: a Ray worker need not start in the driver's directory."""
+    model = str(Path(config.proposer.model).resolve())
+    return replace(config, proposer=replace(config.proposer, model=model))
 
 
 def _compact_record(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class ProposerConfig:
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     table: str | None = None  # kind "table": a pool table (None: the committed one)
     model: str = "models/generator"  # kind "diffusion": a trained generator; trained here first when missing
-    train_steps: int = bounded(3000, 1)  # ... with this many steps
+    train_steps: int = bounded(4000, 1)  # ... with this many steps
     # kind "diffusion": "edit" re-noises the best MOFs so far (at first the training set's best) to
     # ``strength`` of the diffusion run and denoises them; "denovo" samples from the prior
     mode: str = choice("edit", "denovo", default="edit")

@@ -250,3 +250,35 @@ def test_step_by_step(ray_session, tmp_path):
     assert all(r["evaluated"] == 8 * (k + 1) for k, r in enumerate(seen))
     assert campaign.state.done
     campaign.close()
+
+
+class DensityTestOracle:
+    """Test double: a cheap 'adsorption' from the candidate's atoms (denser frameworks score higher)."""
+
+    def evaluate(self, candidate):
+        from discovery.mof import MOF
+
+        density = MOF.from_json(candidate["mof_json"]).structure.density
+        return {"status": "ok", "values": {"log10_kh_co2": -6.0 + float(density), "log10_kh_n2": -6.0}}
+
+
+def test_diffusion_generator_in_the_loop(by_value, ray_session, tmp_path):
+    """The default proposer: a (tiny, test-sized) diffusion generator proposes, is fine-tuned once results are
+    in, and every candidate records the generator version that made it."""
+    from agents.campaign import Campaign
+    from discovery.cli import main
+
+    model = tmp_path / "generator"
+    assert main(["train", "generator", "--steps", "200", "--embedding-epochs", "2", "--hidden", "32", "--layers", "2",
+                 "--diffusion-steps", "20", "--out", str(model), "--json"]) == 0
+    config = _config(budget=12, batch_size=4, oracle__kind="raspa", proposer={
+        "kind": "diffusion", "model": str(model), "candidates_per_round": 8, "finetune_after": 2, "strength": 0.05})
+    campaign = Campaign.from_config(config, run_dir=tmp_path / "run", oracle=DensityTestOracle())
+    report = campaign.run(progress=False)
+    campaign.close()
+    candidates = campaign.state.candidates.values()
+    assert report["evaluations"] and all(c["generator"].startswith("diffusion-v") for c in candidates)
+    assert {c["origin"] for c in candidates} == {"diffusion-edit"}
+    assert sum(e["status"] == "ok" for e in report["evaluations"]) >= 2
+    assert any(c["generator"] == "diffusion-v2" for c in candidates)  # fine-tuned on the first results
+    assert (tmp_path / "run" / "generator" / "v2" / "model.pt").exists()

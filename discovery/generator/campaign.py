@@ -20,16 +20,23 @@ log = logging.getLogger(__name__)
 N_PARENTS = 16
 
 
+def ensure_generator(config: ProposerConfig, seed: int = 0) -> None:
+    """Train the configured generator on the committed pool table when it does not exist yet (minutes,
+    with a progress bar): the campaign driver calls this before it starts the generator agent."""
+    from .pipeline import train_generator
+
+    if config.kind == "diffusion" and not (Path(config.model) / "model.json").exists():
+        log.warning("no generator at %s: training one on the committed pool table (%d steps)", config.model,
+                    config.train_steps)
+        train_generator(None, config.model, steps=config.train_steps, seed=seed, progress=True)
+
+
 class CampaignGenerator:
     def __init__(self, config: ProposerConfig, run_dir: str | Path | None, seed: int = 0) -> None:
-        from .pipeline import load_generator, train_generator
+        from .pipeline import load_generator
 
         torch.set_num_threads(1)  # the oracle workers have the cores
         self.config, self.seed = config, seed
-        if not (Path(config.model) / "model.json").exists():
-            log.warning("no generator at %s: training one on the committed pool table (%d steps; minutes)",
-                        config.model, config.train_steps)
-            train_generator(None, config.model, steps=config.train_steps, seed=seed, progress=False)
         self.generator: DiffusionGenerator = load_generator(config.model, seed=seed)
         self.versions = Path(run_dir) / "generator" if run_dir else None
         self.tuned_on = 0
@@ -63,7 +70,8 @@ class CampaignGenerator:
                 self.generator.save(self.versions / f"v{self.generator.version}", {"tuned_on": self.tuned_on, **info})
             log.info("generator fine-tuned: %s", info)
         samples = self.generator.sample(n, seed=self.seed * 100_003 + round_index, steer=self.config.steer,
-                                        parents=self._parents(labelled) if self.config.mode == "edit" else ())
+                                        parents=self._parents(labelled) if self.config.mode == "edit" else (),
+                                        strength=self.config.strength)
         skip = set(exclude)
         return [{**r, "generator": f"diffusion-v{self.generator.version}"}
                 for r in self.generator.prepare([s for s in samples if s.id not in skip])]

@@ -57,7 +57,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp = add(train, "generator", cmd_train, "train the MOF diffusion generator (BB embeddings + CG diffusion)")
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--out", default="models/generator", help="model directory")
-    sp.add_argument("--steps", type=int, default=3000, help="training steps (batches of 32 MOFs)")
+    sp.add_argument("--steps", type=int, default=4000, help="training steps (batches of 32 MOFs)")
     sp.add_argument("--embedding-epochs", type=int, default=300)
     sp.add_argument("--hidden", type=int, default=96)
     sp.add_argument("--layers", type=int, default=3)

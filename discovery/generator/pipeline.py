@@ -22,7 +22,7 @@ DEFAULT_MODEL = Path("models/generator")
 REPLAY_SIZE = 256  # training examples a generator keeps for fine-tuning (replay)
 
 
-def train_generator(source: str | Path | None = None, out: str | Path = DEFAULT_MODEL, steps: int = 3000,
+def train_generator(source: str | Path | None = None, out: str | Path = DEFAULT_MODEL, steps: int = 4000,
                     embedding_epochs: int = 300, seed: int = 0, settings: ModelSettings | None = None,
                     progress: bool = True) -> dict[str, Any]:
     """BB embeddings (contrastive) on the design space's building blocks, then the CG diffusion model on
