@@ -75,7 +75,9 @@ class CGAssemblySettings:
     sigma_end: float = 0.2  # ...and at the last (geometric schedule)
     learning_rate: float = 0.05  # Adam, on quaternion components and translations (A)
     translation_weight: float = 0.5  # penalty per A^2 of bead movement (one CP's overlap is at most 1)
-    repair_rounds: int = 4  # re-anneal the best configuration with its bad beads redrawn
+    # re-anneal the best configuration with its bad beads redrawn. 1, not 4: on 64 generated samples 35 valid
+    # either way, at 0.33 instead of 0.54 CPU-s per sample (failures pay for every round)
+    repair_rounds: int = 1
     repair_steps: int = 150
     repair_sigma_start: float = 1.0  # narrower than the first round: the well placed beads should stay
     repair_gap: float = 0.35  # a bead with a pair wider than this after annealing is bad

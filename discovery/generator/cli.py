@@ -27,12 +27,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .train import training_rows
 
     generator = load_generator(args.model, args.data, args.seed)
-    parents = generator.elite if args.mode == "edit" else ()
-    records, cpu = generate(generator, args.n, seed=args.seed, steer=args.steer, parents=parents,
+    high = args.condition == "high_co2"
+    parents = (generator.elite if high else generator.replay) if args.mode == "edit" else ()
+    steer = args.steer if high else 1
+    records, cpu = generate(generator, args.n, seed=args.seed, steer=steer, parents=parents,
                             strength=args.strength, progress=not args.json)
     metrics = {**generation_metrics(records, training_rows(args.data), cpu), "generator_version": generator.version,
                "mode": args.mode, "strength": args.strength if args.mode == "edit" else None,
-               "steer": args.steer if args.mode == "denovo" else None, "seed": args.seed}
+               "condition": args.condition, "steer": steer if args.mode == "denovo" else None, "seed": args.seed}
     write_generated(records, args.out, metrics)
     if args.json:
         print(json.dumps(metrics))
@@ -69,11 +71,13 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--out", required=True)
     sp.add_argument("--model", default="models/generator")
     sp.add_argument("--mode", choices=["edit", "denovo"], default="edit",
-                    help="edit: re-noise and denoise the training set's top decile by CO2 K_H (what the loop "
-                         "does first); denovo: lattice, bead count and beads from the prior")
+                    help="edit: re-noise and denoise training MOFs (what the loop does first); denovo: cell, "
+                         "bead count and beads from the prior")
+    sp.add_argument("--condition", choices=["high_co2", "none"], default="high_co2",
+                    help="high_co2: edit the training set's top decile by CO2 K_H, or (denovo) keep the latent "
+                         "the property head ranks best of --steer; none: random training MOFs / prior latents")
     sp.add_argument("--strength", type=float, default=0.5, help="edit: fraction of the diffusion run (0-1]")
-    sp.add_argument("--steer", type=int, default=1,
-                    help="denovo: condition on high CO2 adsorption, keeping the best of STEER latents (1: off)")
+    sp.add_argument("--steer", type=int, default=4, help="denovo with high_co2: latents drawn per sample")
     sp.add_argument("--data", help=DATA_HELP + "; novelty is measured against it")
     sp.add_argument("--seed", type=int, default=0)
 
