@@ -9,8 +9,9 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from discovery.assembly import assemble
 from discovery.building_blocks import BuildingBlockLibrary
 from discovery.errors import CGAssemblyError, UnknownBuildingBlockError
-from discovery.generator.cg_assembly import (AssemblyResult, CGAssemblySettings, _chiral_cp_set,
-                                             _net_dimension, assemble_cg, assemble_cg_view)
+from discovery.generator.cg_assembly import (AssemblyResult, CGAssemblySettings, _chiral_cp_set, assemble_cg,
+                                             assemble_cg_view)
+from discovery.generator.cg_orient import _net_dimension
 from discovery.validity import check_structure
 
 # cds + N17 + E27: nodes joined by linkers. pts + N4.N307 + no edge BB: nodes bonded directly, and N307's
