@@ -57,7 +57,7 @@ class Campaign:
         self.table = load_table(self.config)
         ensure_generator(self.config.proposer, self.config.seed)
         connect(self.config.resources)
-        self.generator = GeneratorAgent.options(num_cpus=0).remote(_absolute_model(self.config), str(self.state.run_dir))
+        self.generator = GeneratorAgent.options(num_cpus=0).remote(_absolute_model(self.config), str(state.run_dir))
         self.surrogate = SurrogateAgent.options(num_cpus=0).remote(self.config, str(state.run_dir / "models"))
         self.targets: tuple[str, ...] = tuple(ray.get(self.surrogate.targets.remote()))
         self.oracle = oracle  # None: the config's (built on each worker)

@@ -5,9 +5,12 @@ building blocks), ``prepare(samples)`` -> candidate records (assembled, checked,
 surrogate scores and the oracle evaluates), ``update(results)`` -> fine-tune on the best validated MOFs and
 bump the version that every later candidate records.
 
-Steering: MOFDiff optimises its latent for the property head. Here ``sample(steer=k)`` draws ``k`` latents
-from the prior per wanted sample and keeps those the property head ranks highest: cheap, and the kept
-latents stay typical of the prior, where the denoiser was trained.
+Two ways to sample. De novo: MOFDiff optimises its latent for the property head; here ``sample(steer=k)``
+draws ``k`` latents from the prior per wanted sample and keeps those the property head ranks highest
+(cheap, and the kept latents stay typical of the prior, where the denoiser was trained). Edits
+(``sample(parents=..., strength=s)``, SDEdit): parents are re-noised to a fraction ``s`` of the diffusion run
+and denoised; the CPU-sized model builds valid frameworks this way (about half of the samples at s = 0.5)
+while de novo samples do not yet assemble (docs/generator.md has the figures).
 """
 
 from __future__ import annotations
@@ -166,8 +169,8 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
     from .cg_assembly import assemble_cg
 
     t0 = time.process_time()
-    record = {"id": sample.id, "recipe": sample.id, "origin": "diffusion" if sample.parent is None else "diffusion-edit",
-              "parent": sample.parent, "mutation": None,
+    origin = "diffusion" if sample.parent is None else "diffusion-edit"
+    record = {"id": sample.id, "recipe": sample.id, "origin": origin, "parent": sample.parent, "mutation": None,
               "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
     try:
         result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id)

@@ -10,7 +10,7 @@ KL weight) and from the prior at sampling time.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -214,7 +214,8 @@ def collate(examples: list[CGExample], normaliser: Normaliser) -> dict[str, torc
     counts = torch.tensor([len(e.frac) for e in examples])
     batch = torch.repeat_interleave(torch.arange(len(examples)), counts)
     frac = torch.tensor(np.concatenate([e.frac for e in examples]), dtype=torch.float32)
-    emb = (np.concatenate([e.embeddings for e in examples]) - np.array(normaliser.emb_mean)) / np.array(normaliser.emb_std)
+    emb = np.concatenate([e.embeddings for e in examples])
+    emb = (emb - np.array(normaliser.emb_mean)) / np.array(normaliser.emb_std)
     return {"lattice": lattice, "counts": counts.float(), "batch": batch,
             "pos": torch.einsum("ni,nij->nj", frac % 1.0, lattice[batch]),
             "emb": torch.tensor(emb, dtype=torch.float32),
@@ -254,7 +255,3 @@ def _wrap(pos: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
 def _min_image(disp: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
     frac = torch.linalg.solve(lattice.transpose(1, 2), disp[..., None])[..., 0]
     return torch.einsum("ni,nij->nj", frac - frac.round(), lattice)
-
-
-def settings_dict(settings: ModelSettings) -> dict:
-    return asdict(settings)
