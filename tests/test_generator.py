@@ -212,3 +212,19 @@ def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_pa
     assert (tmp_path / "run" / "generator" / f"v{start + 1}" / "model.pt").exists()
     again = CampaignGenerator(config, tmp_path / "run", seed=0)  # a restarted agent
     assert again.generator.version == start + 1 and again.tuned_on == 6
+
+
+@pytest.mark.slow
+def test_benchmark_prints_the_issue_keys(tmp_path, capsys):
+    """The whole benchmark on a tiny model (slow: it trains the pool surrogate); `make test-slow`."""
+    from discovery.cli import main
+
+    model = tmp_path / "model"
+    assert main(["train", "generator", "--steps", "30", "--embedding-epochs", "1", "--hidden", "16", "--layers", "1",
+                 "--diffusion-steps", "5", "--out", str(model), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["benchmark", "generator", "--model", str(model), "--n", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("validity", "uniqueness", "novelty", "valid_per_cpu_s", "retrain_lift"):
+        assert key in result
+    assert 0 <= result["validity"] <= 1 and result["n_sampled"] == 4
