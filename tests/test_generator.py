@@ -1,6 +1,7 @@
 """The CG diffusion generator: a periodic, equivariant denoiser; training lowers the loss; samples decode to
 library building blocks; fine-tuning bumps the version; the CLI trains, generates and writes metrics."""
 
+import itertools
 import json
 import math
 
@@ -81,8 +82,8 @@ def test_periodic_knn_sees_images_in_a_triclinic_cell():
     pos = torch.tensor([[0.2, 0.1, 0.1]])  # one bead: all neighbours are its own images
     src, dst, vec = periodic_knn(pos, torch.zeros(1, dtype=torch.long), lattice, k=6)
     assert (src == 0).all() and (dst == 0).all()
-    expected = sorted(np.linalg.norm(np.array(list(__import__("itertools").product((-1, 0, 1), repeat=3)))
-                                     @ lattice[0].numpy(), axis=1))[1:7]
+    shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)))
+    expected = sorted(np.linalg.norm(shifts @ lattice[0].numpy(), axis=1))[1:7]
     assert np.allclose(sorted(vec.norm(dim=1).tolist()), expected, atol=1e-4)
 
 

@@ -26,13 +26,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import generate, load_generator, write_generated
     from .train import training_rows
 
-    generator = load_generator(args.model, args.data, args.seed)
+    training = training_rows(args.data)  # the generator's parents, and what novelty is measured against
+    generator = load_generator(args.model, seed=args.seed, rows=training)
     high = args.condition == "high_co2"
     parents = (generator.elite if high else generator.replay) if args.mode == "edit" else ()
     steer = args.steer if high else 1
     records, cpu = generate(generator, args.n, seed=args.seed, steer=steer, parents=parents,
                             strength=args.strength, progress=not args.json)
-    metrics = {**generation_metrics(records, training_rows(args.data), cpu), "generator_version": generator.version,
+    metrics = {**generation_metrics(records, training, cpu), "generator_version": generator.version,
                "mode": args.mode, "strength": args.strength if args.mode == "edit" else None,
                "condition": args.condition, "steer": steer if args.mode == "denovo" else None, "seed": args.seed}
     write_generated(records, args.out, metrics)
