@@ -82,15 +82,6 @@ def cmd_benchmark_acquisition(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_benchmark_transport(args: argparse.Namespace) -> int:
-    from .transport_bench import benchmark_transport
-
-    result = benchmark_transport(args.data, n_test=args.n_test, stride=args.stride, epochs=args.epochs,
-                                 seed=args.seed, model_out=args.model_out)
-    _print(result, True, str)
-    return 0
-
-
 def register(sub, datasets, benchmarks, add: Callable):
     """Add the surrogate commands to the ``discovery`` parser (its subparsers, and those of ``dataset`` and
     ``benchmark``); returns the ``train`` subparsers, for the other learned models."""
@@ -135,12 +126,7 @@ def register(sub, datasets, benchmarks, add: Callable):
     sp.add_argument("--workers", type=int, help="campaigns run in parallel (default: all cores)")
     sp.add_argument("--surrogate", choices=["ensemble", "gp"], default="ensemble")
 
-    sp = add(benchmarks, "transport", cmd_benchmark_transport,
-             "the CG dynamics model against MD on held-out MOFs: speedup, log10 D error, stable rollouts")
-    sp.add_argument("--data", required=True, help="folder of MD trajectories (and the oracle's results.jsonl)")
-    sp.add_argument("--n-test", type=int, default=10, help="MOFs held out")
-    sp.add_argument("--stride", type=int, default=5, help="MD frames per long step (frames every 0.1 ps)")
-    sp.add_argument("--epochs", type=int, default=20)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--model-out", help="save the trained model here")
+    from .transport_cli import register as register_transport  # train transport, predict-transport, benchmark
+
+    register_transport(train, sub, benchmarks, add)
     return train

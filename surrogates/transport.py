@@ -38,6 +38,7 @@ class TransportConfig:
     n_rbf: int = 16
     input_noise: float = 0.05  # A, added to positions and past displacements during training
     min_sigma: float = 1e-3  # A, floor of the predicted standard deviation
+    max_mean: float = 10.0  # A, soft cap of the predicted mean displacement (a long step moves a few A)
 
 
 @dataclass
@@ -61,7 +62,8 @@ def periodic_pairs(centres: np.ndarray, points: np.ndarray, cell: np.ndarray, cu
     if len(centres) == 0 or len(points) == 0:
         return np.zeros(0, int), np.zeros(0, int), np.zeros((0, 3))
     cell = np.ascontiguousarray(cell, dtype=float)
-    wrap = lambda x: (np.asarray(x, float) @ np.linalg.inv(cell)) % 1.0 @ cell  # noqa: E731
+    inv = np.linalg.inv(cell)
+    wrap = lambda x: (np.asarray(x, float) @ inv) % 1.0 @ cell  # noqa: E731
     c, p = np.ascontiguousarray(wrap(centres)), np.ascontiguousarray(wrap(points))
     i, j, offsets, dist = find_points_in_spheres(p, c, float(cutoff), np.array([1, 1, 1], dtype=np.int64), cell)
     vec = p[j] + offsets @ cell - c[i]
@@ -113,22 +115,27 @@ class CGDynamics(nn.Module):
         n = b["history"].shape[0]
         fi, fj = b["gf"]
         fd = b["gf_vec"].norm(dim=-1)
-        fine = self.element(b["numbers"][fj]) * self.fine(self.rbf_f(fd))  # framework atom -> bead messages
+        rf = self.rbf_f(fd)  # computed once per call: the rollout's cost is dominated by small ops
+        fine = self.element(b["numbers"][fj]) * self.fine(rf)  # framework atom -> bead messages
         pooled = torch.zeros(n, fine.shape[1], dtype=fine.dtype).index_add_(0, fi, fine)
         gi, gj = b["gg"]
         gd = b["gg_vec"].norm(dim=-1)
-        crowd = torch.zeros(n, self.config.n_rbf, dtype=fine.dtype).index_add_(0, gi, self.rbf_g(gd))
+        rg = self.rbf_g(gd)
+        crowd = torch.zeros(n, self.config.n_rbf, dtype=fine.dtype).index_add_(0, gi, rg)
         h = self.bead(torch.cat([pooled, crowd, _history_invariants(b["history"])], dim=-1))
-        msg = self.message(torch.cat([h[gi], h[gj], self.rbf_g(gd)], dim=-1))
+        msg = self.message(torch.cat([h[gi], h[gj], rg], dim=-1))
         h2 = torch.cat([h, torch.zeros_like(h).index_add_(0, gi, msg)], dim=-1)
         out = self.head(h2)
-        mu = (out[:, :-1, None] * b["history"]).sum(1)  # along the bead's own recent motion
+        # along the bead's own recent motion; |weight| < 1 keeps the rollout's feedback from growing
+        mu = (torch.tanh(out[:, :-1, None]) * b["history"]).sum(1)
         unit_f = b["gf_vec"] / fd.clamp_min(1e-6)[:, None]
-        wf = self.gf_weight(torch.cat([h2[fi], self.rbf_f(fd)], dim=-1)) * self.rbf_f(fd).sum(-1, keepdim=True)
+        wf = self.gf_weight(torch.cat([h2[fi], rf], dim=-1)) * rf.sum(-1, keepdim=True)
         mu = mu + torch.zeros_like(mu).index_add_(0, fi, wf * unit_f)  # towards / away from framework atoms
         unit_g = b["gg_vec"] / gd.clamp_min(1e-6)[:, None]
-        wg = self.gg_weight(torch.cat([h2[gi], self.rbf_g(gd)], dim=-1)) * self.rbf_g(gd).sum(-1, keepdim=True)
+        wg = self.gg_weight(torch.cat([h2[gi], rg], dim=-1)) * rg.sum(-1, keepdim=True)
         mu = mu + torch.zeros_like(mu).index_add_(0, gi, wg * unit_g)
+        norm = mu.norm(dim=-1, keepdim=True).clamp_min(1e-9)  # soft cap of |mu| at max_mean: equivariant
+        mu = mu * (self.config.max_mean * torch.tanh(norm / self.config.max_mean) / norm)
         sigma = nn.functional.softplus(out[:, -1]) + self.config.min_sigma
         return mu, sigma
 
@@ -173,6 +180,15 @@ def atomic_numbers(elements) -> np.ndarray:
     return np.array([Element(str(e)).Z for e in elements], dtype=int)
 
 
+def symbols(radii: dict[int, float]) -> dict[str, float]:
+    """``{Z: r}`` as ``{symbol: r}`` (how a model file stores contact radii), and back with ``numbers``."""
+    return {Element.from_Z(z).symbol: round(float(r), 3) for z, r in sorted(radii.items())}
+
+
+def numbers(radii: dict[str, float]) -> dict[int, float]:
+    return {Element(s).Z: float(r) for s, r in radii.items()}
+
+
 def save_model(model: CGDynamics, path, extra: dict | None = None):
     """Weights as tensors (``weights.pt``) and the config as JSON (``model.json``): no pickled code."""
     import json
@@ -202,4 +218,5 @@ def load_model(path) -> CGDynamics:
         raise DiscoveryError(f"{path}: unsupported model {meta.get('kind')} v{meta.get('format_version')}")
     model = CGDynamics(TransportConfig(**meta["config"]))
     model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+    model.meta = meta  # long step (dt_ps, stride_frames), training MOFs, held-out error
     return model.eval()

@@ -20,10 +20,14 @@ from typing import Any
 import numpy as np
 
 from discovery.errors import DiscoveryError
+from discovery.supercell import perpendicular_widths
 
-from .transport import TransportConfig, atomic_numbers, save_model
+from .transport import TransportConfig, atomic_numbers, save_model, symbols
 from .transport_predict import STABLE_DISTANCE_A
-from .transport_train import frames_from_file, rollout, rollout_diffusivity, train_transport, trajectory_frames
+from .transport_train import (contact_radii, frames_from_file, rollout, rollout_diffusivity, train_transport,
+                              trajectory_frames)
+
+DEFAULT_STRIDE = 50  # MD frames (0.1 ps each) per long step: 5 ps, 1,250 MD steps of 4 fs
 
 
 def md_runs(folder: str | Path) -> list[dict[str, Any]]:
@@ -46,34 +50,57 @@ def md_runs(folder: str | Path) -> list[dict[str, Any]]:
     return runs
 
 
-def benchmark_transport(folder: str | Path, n_test: int = 10, stride: int = 5, epochs: int = 20,
-                        config: TransportConfig | None = None, seed: int = 0, every: int = 5,
-                        model_out: str | Path | None = None) -> dict[str, Any]:
+def benchmark_transport(folder: str | Path, n_test: int = 10, stride: int = DEFAULT_STRIDE, epochs: int = 20,
+                        config: TransportConfig | None = None, seed: int = 0, every: int = 10,
+                        model_out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train on the MD runs of ``folder`` less ``n_test`` held out, score the held-out ones; with
+    ``model_out`` the model is saved there with its long step and its held-out error."""
+    from tqdm import tqdm
+
     config = config or TransportConfig()
     runs = md_runs(folder)
     if len(runs) < n_test + 2:
-        raise DiscoveryError(f"{folder}: {len(runs)} MD trajectories, too few to hold out {n_test}")
+        raise DiscoveryError(f"{folder}: {len(runs)} MD trajectories, too few to hold out {n_test} and train on 2")
     order = np.random.default_rng(seed).permutation(len(runs))
     test, train = [runs[i] for i in order[:n_test]], [runs[i] for i in order[n_test:]]
     frames, dt_ps = [], None
-    for run in train:
+    for run in tqdm(train, desc="training frames", disable=not progress):
         f, dt_ps = frames_from_file(run["path"], stride, config, every=every)
         frames += f
-    model, info = train_transport(frames, config, epochs=epochs, seed=seed)
-    if model_out:
-        save_model(model, model_out, {"stride_frames": stride, "dt_ps": dt_ps, "train_ids": [r["id"] for r in train]})
-    rows = [_score(model, run, stride, config) for run in test]
+    radii = contact_radii(frames)
+    model, info = train_transport(frames, config, epochs=epochs, seed=seed, progress=progress)
+    rows = [_score(model, run, stride, config, radii, seed) for run in tqdm(test, desc="held-out rollouts",
+                                                                              disable=not progress)]
     compared = [r for r in rows if r["md_converged"] and r["d_m2_s"] and r["d_m2_s"] > 0]
     md_cpu, cg_cpu = sum(r["md_cpu_s"] or 0 for r in rows), sum(r["cpu_s"] for r in rows)
-    return {"speedup": round(md_cpu / cg_cpu, 1) if md_cpu and cg_cpu else None,
-            "mae_log10_d": float(np.mean([abs(math.log10(r["d_m2_s"]) - math.log10(r["md_d_m2_s"]))
-                                          for r in compared])) if compared else None,
-            "stable_fraction": float(np.mean([r["stable"] for r in rows])), "n_test_mofs": len(rows),
-            "n_compared": len(compared), "n_train_mofs": len(train), "long_step_ps": dt_ps,
-            "train_cpu_s": round(info["train_cpu_s"], 1), "per_mof": rows}
+    result = {"speedup": round(md_cpu / cg_cpu, 1) if md_cpu and cg_cpu else None,
+              "mae_log10_d": float(np.mean([abs(math.log10(r["d_m2_s"]) - math.log10(r["md_d_m2_s"]))
+                                            for r in compared])) if compared else None,
+              "stable_fraction": float(np.mean([r["stable"] for r in rows])), "n_test_mofs": len(rows),
+              "rejected_fraction": float(np.mean([r["rejected_fraction"] for r in rows])),
+              "n_compared": len(compared), "n_train_mofs": len(train), "n_train_frames": info["n_frames"],
+              "long_step_ps": dt_ps, "long_step_md_steps": _md_steps(train[0]["path"], stride),
+              "train_cpu_s": round(info["train_cpu_s"], 1), "per_mof": rows}
+    if model_out:
+        save_model(model, model_out, {"stride_frames": stride, "dt_ps": dt_ps, "contact_radii_A": symbols(radii),
+                                      "train_ids": [r["id"] for r in train],
+                                      "heldout_ids": [r["id"] for r in test],
+                                      "heldout_mae_log10_d": result["mae_log10_d"],
+                                      "heldout_stable_fraction": result["stable_fraction"],
+                                      "train_cpu_s": result["train_cpu_s"], "seed": seed, "epochs": epochs})
+        result["model"] = str(model_out)
+    return result
 
 
-def _score(model, run: dict, stride: int, config: TransportConfig) -> dict[str, Any]:
+def _md_steps(path: Path, stride: int) -> int:
+    """MD time steps in one long step of ``stride`` frames."""
+    from discovery.md import load_trajectory
+
+    return int(load_trajectory(path)["sample_every_steps"]) * stride
+
+
+def _score(model, run: dict, stride: int, config: TransportConfig, radii: dict[int, float],
+           seed: int = 0) -> dict[str, Any]:
     from discovery.md import load_trajectory
 
     t = load_trajectory(run["path"])
@@ -82,9 +109,15 @@ def _score(model, run: dict, stride: int, config: TransportConfig) -> dict[str, 
     start = trajectory_frames(x[: config.history * stride + stride + 1], t["cell_A"], t["framework_positions_A"],
                               atomic_numbers(t["framework_elements"]), stride, config)[0]
     n_steps = int(round(float(t["times_ps"][-1]) / dt_ps))
-    out = rollout(model, start, n_steps, dt_ps)
-    fit = rollout_diffusivity(out, length_scale_A=float(min(np.linalg.norm(t["cell_A"], axis=1))))
-    return {"id": run["id"], "d_m2_s": fit.d_m2_s, "converged": fit.converged, "md_d_m2_s": run["md_d_m2_s"],
+    out = rollout(model, start, n_steps, dt_ps, seed=seed, radii=radii)
+    try:
+        fit = rollout_diffusivity(out, length_scale_A=float(perpendicular_widths(t["unit_cell_A"]).min()))
+        d, converged = fit.d_m2_s, fit.converged
+    except ValueError:  # the rollout diverged (non-finite positions): unstable, no D
+        d, converged = None, False
+    finite = bool(np.isfinite(out.positions).all())
+    return {"id": run["id"], "d_m2_s": d, "converged": converged, "md_d_m2_s": run["md_d_m2_s"],
             "md_converged": bool(run["md_converged"] and run["md_d_m2_s"]), "md_cpu_s": run["md_cpu_s"],
-            "cpu_s": round(out.cpu_s, 2), "stable": out.min_framework_distance >= STABLE_DISTANCE_A,
-            "min_framework_distance_A": out.min_framework_distance, "steps": n_steps}
+            "cpu_s": round(out.cpu_s, 2), "stable": finite and out.min_framework_distance >= STABLE_DISTANCE_A,
+            "min_framework_distance_A": out.min_framework_distance, "rejected_fraction": out.rejected_fraction,
+            "steps": n_steps}

@@ -27,6 +27,7 @@ class Rollout:
     dt_ps: float
     min_framework_distance: float  # A, over the whole rollout
     cpu_s: float
+    rejected_fraction: float = 0.0  # displacements redrawn because they ended inside the framework
 
 
 def trajectory_frames(positions: np.ndarray, cell: np.ndarray, framework: np.ndarray, numbers: np.ndarray,
@@ -56,8 +57,10 @@ def _noisy(batch: dict, n_guests: int, scale: float, gen: torch.Generator) -> di
 
 def train_transport(frames: list[Frame], config: TransportConfig | None = None, epochs: int = 30,
                     batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
-                    val_fraction: float = 0.1) -> tuple[CGDynamics, dict]:
+                    val_fraction: float = 0.1, progress: bool = False) -> tuple[CGDynamics, dict]:
     """Fit by Gaussian NLL; the epoch with the best validation NLL is kept."""
+    from tqdm import tqdm
+
     torch.manual_seed(seed)
     model = CGDynamics(config)
     gen = torch.Generator().manual_seed(seed)
@@ -67,7 +70,7 @@ def train_transport(frames: list[Frame], config: TransportConfig | None = None, 
     train = [frames[i] for i in order[n_val:]]
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     best, state, curve, t0 = float("inf"), None, [], time.process_time()
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="training (epochs)", disable=not progress):
         model.train()
         for k in torch.randperm(len(train), generator=gen).split(batch_size):
             chunk = [train[i] for i in k.tolist()]
@@ -85,21 +88,76 @@ def train_transport(frames: list[Frame], config: TransportConfig | None = None, 
     return model.eval(), {"val_nll": curve, "train_cpu_s": time.process_time() - t0, "n_frames": len(train)}
 
 
+def contact_radii(frames: list[Frame]) -> dict[int, float]:
+    """Closest approach of a bead to a framework atom of each element over the training frames (A): the
+    excluded volume the reference dynamics never entered."""
+    out: dict[int, float] = {}
+    for f in frames:
+        d = np.linalg.norm(f.edges["gf_vec"], axis=1)
+        z = f.numbers[f.edges["gf"][1]]
+        for element in np.unique(z):
+            out[int(element)] = min(out.get(int(element), np.inf), float(d[z == element].min()))
+    return out
+
+
+def _atom_radii(numbers: np.ndarray, radii: dict[int, float] | None) -> np.ndarray | None:
+    """Per framework atom; an element the training never saw gets the smallest known radius."""
+    if not radii:
+        return None
+    default = min(radii.values())
+    return np.array([radii.get(int(z), default) for z in numbers], float)
+
+
+def _blocked(x: np.ndarray, step: np.ndarray, start: Frame, atom_radii: np.ndarray) -> np.ndarray:
+    """Beads whose straight move from ``x`` by ``step`` passes within a framework atom's contact radius:
+    the end inside an atom, or the path through one (a long step must not tunnel through a wall)."""
+    half = 0.5 * np.linalg.norm(step, axis=1)
+    i, j, a = periodic_pairs(x + 0.5 * step, start.framework, start.cell, float(half.max() + atom_radii.max()))
+    s = step[i]
+    t = np.clip(np.einsum("ij,ij->i", a, s) / np.maximum(np.einsum("ij,ij->i", s, s), 1e-12), -0.5, 0.5)
+    d = np.linalg.norm(a - t[:, None] * s, axis=1)  # from the atom to the nearest point of the path
+    bad = np.zeros(len(x), bool)
+    bad[i[d < atom_radii[j]]] = True
+    return bad
+
+
 @torch.no_grad()
-def rollout(model: CGDynamics, start: Frame, n_steps: int, dt_ps: float, seed: int = 0) -> Rollout:
-    """``n_steps`` long steps from ``start`` (its positions and history), sampling each displacement."""
+def rollout(model: CGDynamics, start: Frame, n_steps: int, dt_ps: float, seed: int = 0,
+            radii: dict[int, float] | None = None, tries: int = 20) -> Rollout:
+    """``n_steps`` long steps from ``start`` (its positions and history), sampling each displacement.
+
+    With ``radii`` (``contact_radii`` of the training data) each step is drawn from the model's Gaussian
+    restricted to the accessible volume: a displacement whose straight path comes within a framework atom's
+    contact radius (ends inside it, or tunnels through a wall) is redrawn, up to ``tries`` times, and after
+    that the bead stays put (as a rejected Monte Carlo move).
+    The share of drawn displacements that were rejected is reported (``rejected_fraction``)."""
     gen = torch.Generator().manual_seed(seed)
     x, hist = start.guests.astype(float).copy(), start.history.astype(float).copy()
-    path, closest, t0 = [x.copy()], np.inf, time.process_time()
+    atom_radii = _atom_radii(start.numbers, radii) if len(start.framework) else None
+    path, closest, redrawn, t0 = [x.copy()], np.inf, 0, time.process_time()
     for _ in range(n_steps):
         frame = build_edges(Frame(x, hist, start.cell, start.framework, start.numbers), model.config)
+        if len(frame.edges["gf_vec"]):  # the framework edges also give the closest approach (cutoff > 4 A)
+            closest = min(closest, float(np.linalg.norm(frame.edges["gf_vec"], axis=1).min()))
         mu, sigma = model(collate([frame]))
-        step = (mu + sigma[:, None] * torch.randn(mu.shape, generator=gen)).double().numpy()
+        mu, sigma = mu.double().numpy(), sigma.double().numpy()
+        step = mu + sigma[:, None] * torch.randn(mu.shape, generator=gen, dtype=torch.float64).numpy()
+        if atom_radii is not None:
+            bad = _blocked(x, step, start, atom_radii)
+            for _ in range(tries):
+                if not bad.any():
+                    break
+                redrawn += int(bad.sum())
+                k = np.flatnonzero(bad)
+                step[k] = mu[k] + sigma[k, None] * torch.randn((len(k), 3), generator=gen, dtype=torch.float64).numpy()
+                bad[k] = _blocked(x[k], step[k], start, atom_radii)
+            step[bad] = 0.0
         x = x + step
         hist = np.concatenate([hist[:, 1:], step[:, None]], axis=1)
         path.append(x.copy())
-        closest = min(closest, closest_approach(x, start.framework, start.cell))
-    return Rollout(np.array(path), dt_ps, float(closest), time.process_time() - t0)
+    closest = min(closest, closest_approach(x, start.framework, start.cell))
+    return Rollout(np.array(path), dt_ps, float(closest), time.process_time() - t0,
+                   redrawn / max(1, n_steps * len(x) + redrawn))
 
 
 def closest_approach(guests: np.ndarray, framework: np.ndarray, cell: np.ndarray, within: float = 4.0) -> float:
@@ -109,7 +167,9 @@ def closest_approach(guests: np.ndarray, framework: np.ndarray, cell: np.ndarray
 
 
 def rollout_diffusivity(run: Rollout, **fit) -> MSDFit:
-    return self_diffusivity(run.positions, run.dt_ps, **fit)
+    """D of a rollout, fitted as the MD oracle fits its runs: the framework is the frame of reference, so
+    the guests' common motion is kept (``remove_com_drift=False``)."""
+    return self_diffusivity(run.positions, run.dt_ps, **{"remove_com_drift": False, **fit})
 
 
 def frames_from_file(path, stride: int, config: TransportConfig, every: int = 5) -> tuple[list[Frame], float]:
