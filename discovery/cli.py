@@ -143,6 +143,15 @@ def cmd_dataset_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_trajectories(args: argparse.Namespace) -> int:
+    from .trajectories import build_trajectories
+
+    summary = build_trajectories(args.dir, args.out, n=args.n, charges=args.charges, seed=args.seed,
+                                 workers=args.workers, timeout_s=args.timeout, progress=not args.json)
+    _print(summary, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+    return 0
+
+
 def cmd_dataset_label(args: argparse.Namespace) -> int:
     from .oracle import OracleSettings, evaluate_files
 
@@ -331,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--workers", type=int)
     sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per structure before it is failed")
+
+    sp = add(ds, "trajectories", cmd_dataset_trajectories,
+             "MD trajectories of CO2 in diverse MOFs of a dataset, for the transport model (resumable)")
+    sp.add_argument("dir", help="a dataset directory (`discovery dataset build`)")
+    sp.add_argument("--out", required=True, help="trajectories, ids.txt (the selection) and results.jsonl")
+    sp.add_argument("--n", type=int, default=60, help="MOFs to select (farthest-point over pore shape, topology)")
+    sp.add_argument("--charges", choices=["eqeq", "none"], default="none", help="framework charges of the MD")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--workers", type=int)
+    sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per MOF before it is failed")
 
     bench = sub.add_parser("benchmark", help="benchmarks printing JSON").add_subparsers(dest="sub", required=True)
     sp = add(bench, "dataset", cmd_benchmark_dataset, "build a design space and report throughput and validity")
