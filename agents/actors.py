@@ -3,8 +3,9 @@
 - ``OracleAgent`` (one per CPU by default): evaluates one candidate at a time and reports timings and
   where it ran; restarted by Ray when its process dies (the driver retries the task, then records a failure).
 - ``GeneratorAgent``: proposes a round's candidates and prepares them (assembly, checks, descriptors).
-- ``SurrogateAgent``: holds the adsorption surrogate; fits new versions in the background while the oracle
-  workers run, and builds the BoTorch model the planner selects with.
+- ``SurrogateAgent``: holds the adsorption surrogate (and the transport scorer when transport is an
+  objective); fits new versions in the background while the oracle workers run, and builds the BoTorch
+  model the planner selects with.
 """
 
 from __future__ import annotations
@@ -93,7 +94,12 @@ class SurrogateAgent:
 
         s = config.surrogate
         ensemble = EnsembleConfig(members=s.members, epochs=s.epochs, seed=config.seed)
-        self.model = CampaignSurrogate(ensemble, kind=s.kind, model_dir=model_dir)
+        transport = None
+        if config.uses_transport:
+            from surrogates.transport_campaign import TransportScorer
+
+            transport = TransportScorer(s.transport_model, simulated_ps=s.transport_ps, seed=config.seed)
+        self.model = CampaignSurrogate(ensemble, kind=s.kind, model_dir=model_dir, transport=transport)
 
     def add(self, records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         return self.model.add(records)
@@ -105,7 +111,7 @@ class SurrogateAgent:
         self.model.load(version)
 
     def targets(self) -> tuple[str, ...]:
-        return self.model.config.targets
+        return self.model.targets
 
     def plan_inputs(self, pool: Sequence[str], observed: Sequence[str], known: np.ndarray):
         return self.model.botorch_inputs(pool, observed, known)

@@ -55,10 +55,16 @@ class Campaign:
     def __init__(self, state: CampaignState, oracle: Any = None, track: bool | None = None) -> None:
         self.state, self.config = state, state.config
         self.table = load_table(self.config)
+        try:
+            _check_transport_model(self.config)
+        except DiscoveryError:
+            state.close()  # nothing recorded yet; the run directory stays resumable once a model exists
+            raise
         ensure_generator(self.config.proposer, self.config.seed)
         connect(self.config.resources)
         self.generator = GeneratorAgent.options(num_cpus=0).remote(_absolute_model(self.config), str(state.run_dir))
-        self.surrogate = SurrogateAgent.options(num_cpus=0).remote(self.config, str(state.run_dir / "models"))
+        self.surrogate = SurrogateAgent.options(num_cpus=0).remote(_absolute_model(self.config),
+                                                                   str(state.run_dir / "models"))
         self.targets: tuple[str, ...] = tuple(ray.get(self.surrogate.targets.remote()))
         self.oracle = oracle  # None: the config's (built on each worker)
         self.observer = CampaignObserver(state, self.config.tracking.mlflow if track is None else track)
@@ -92,7 +98,7 @@ class Campaign:
         """Hand the surrogate agent the candidates and the latest model of a resumed campaign."""
         valid = [c for c in self.state.candidates.values() if c["status"] == "valid"]
         if valid:
-            self._unscorable.update(ray.get(self.surrogate.add.remote(valid)))
+            self._unscorable.update(ray.get(self.surrogate.add.remote(self._with_structures(valid))))
         if self.state.models:
             ray.get(self.surrogate.load.remote(max(self.state.models)))
 
@@ -215,12 +221,21 @@ class Campaign:
         parents = [basis[i] for i in order[:N_PARENTS]]
         records = yield self.generator.propose.remote(r, self.config.proposer.candidates_per_round,
                                                       list(st.candidates), parents, self._feedback(basis))
+        structures = {}
         for rec in records:
             mof_json = rec.pop("mof_json", None)
             if mof_json:
                 st.save_structure(rec["id"], mof_json)
+                structures[rec["id"]] = mof_json
         st.record({"type": "proposed", "round": r, "candidates": records})
-        self._unscorable.update((yield self.surrogate.add.remote(records)))
+        self._unscorable.update((yield self.surrogate.add.remote(self._with_structures(records, structures))))
+
+    def _with_structures(self, records: list[dict[str, Any]], structures: Mapping[str, str] | None = None):
+        """The records with their structures, when a surrogate needs atoms (the transport rollouts)."""
+        if not self.config.uses_transport:
+            return records
+        structures = structures or {}
+        return [{**r, "mof_json": structures.get(r["id"]) or self.state.structure_json(r["id"])} for r in records]
 
     def _feedback(self, basis: list[str]) -> list[dict[str, Any]]:
         """What the diffusion generator fine-tunes on: the validated results of the basis, with CG views."""
@@ -448,9 +463,20 @@ def _top_threshold(campaign: Campaign) -> float | None:
 
 
 def _absolute_model(config: CampaignConfig) -> CampaignConfig:
-    """The generator model as an absolute path: a Ray worker need not start in the driver's directory."""
-    model = str(Path(config.proposer.model).resolve())
-    return replace(config, proposer=replace(config.proposer, model=model))
+    """The generator and transport models as absolute paths: a Ray worker need not start in the driver's
+    directory."""
+    model, transport = (str(Path(p).resolve()) for p in (config.proposer.model, config.surrogate.transport_model))
+    return replace(config, proposer=replace(config.proposer, model=model),
+                   surrogate=replace(config.surrogate, transport_model=transport))
+
+
+def _check_transport_model(config: CampaignConfig) -> None:
+    """Fail before any actor starts when transport is an objective and its model is missing."""
+    if config.uses_transport and not (Path(config.surrogate.transport_model) / "model.json").exists():
+        raise DiscoveryError(
+            f"no transport model at {config.surrogate.transport_model} (surrogate.transport_model), and "
+            "log10_d_co2 is an objective: build MD trajectories and train one with `discovery train transport "
+            "--data DIR --out MODEL` (docs/transport.md)")
 
 
 def _compact_record(record: Mapping[str, Any]) -> dict[str, Any]:

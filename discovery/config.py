@@ -20,6 +20,10 @@ import yaml
 from .errors import DiscoveryError
 
 
+ADSORPTION_TARGETS = ("log10_kh_co2", "log10_kh_n2")  # the adsorption ensemble's outputs
+TRANSPORT_TARGET = "log10_d_co2"  # the CG dynamics model's
+
+
 class ConfigError(DiscoveryError):
     """A campaign config that cannot be used; the message names the key."""
 
@@ -71,6 +75,9 @@ class SurrogateConfig:
     epochs: int = bounded(15, 1)
     retrain_every: int = bounded(8, 1)  # new results between retrainings
     min_train: int = bounded(10, 10)  # results before the first model; until then selection is random
+    # objective log10_d_co2: the CG dynamics model (`discovery train transport`) and its rollout per candidate
+    transport_model: str = "models/transport"
+    transport_ps: float = bounded(1000.0, 50.0)
 
 
 @dataclass(frozen=True)
@@ -123,13 +130,29 @@ class CampaignConfig:
             self.planner_config()
         except DiscoveryError as exc:
             raise ConfigError(f"planner: {exc}") from exc
+        if self.uses_transport:
+            if "diffusivity" not in self.oracle.properties:
+                raise ConfigError("planner: log10_d_co2 is an objective, so oracle.properties must include "
+                                  "'diffusivity' (the MD oracle that validates the transport predictions)")
+            if self.surrogate.kind != "ensemble" or self.oracle.kind == "lookup":
+                raise ConfigError("planner: log10_d_co2 needs surrogate.kind 'ensemble' and the simulation oracle")
+
+    @property
+    def uses_transport(self) -> bool:
+        """Transport (D of CO2 from the CG dynamics model) is an objective or a constraint."""
+        return TRANSPORT_TARGET in (*self.planner.objectives, *self.planner.minimum)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What the campaign's surrogates predict, in order: adsorption, then transport when used."""
+        return (*ADSORPTION_TARGETS, *((TRANSPORT_TARGET,) if self.uses_transport else ()))
 
     def planner_config(self):
         from .planner import PlannerConfig
 
         p = self.planner
         return PlannerConfig(strategy=p.strategy, objectives=p.objectives, minimum=tuple(p.minimum.items()),
-                             prefilter=p.prefilter, seed=self.seed)
+                             targets=self.targets, prefilter=p.prefilter, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

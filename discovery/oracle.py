@@ -39,6 +39,7 @@ TARGETS: dict[str, Callable[[dict], float]] = {
     "log10_kh_co2": lambda r: math.log10(r["henry"]["co2"]["kh_mol_kg_pa"]),
     "log10_kh_n2": lambda r: math.log10(r["henry"]["n2"]["kh_mol_kg_pa"]),
     "log10_flue_co2": lambda r: math.log10(r["flue_gas"]["co2_mol_kg"]),
+    "log10_d_co2": lambda r: math.log10(r["diffusivity"]["co2_m2_s"]),  # self-diffusivity, m^2/s (MD)
 }
 
 

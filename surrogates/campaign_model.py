@@ -1,6 +1,7 @@
-"""The adsorption surrogate as a campaign uses it: graphs cached per candidate, versions fitted on the
-results so far (each warm-started from the last), saved per version, and handed to the planner as a
-BoTorch model over the candidates.
+"""The surrogates as a campaign uses them: the adsorption ensemble (graphs cached per candidate, versions
+fitted on the results so far, each warm-started from the last, saved per version) and, when transport is
+an objective, the CG dynamics scorer (``transport_campaign``); handed to the planner as one BoTorch model
+over the candidates, with outputs ``targets``.
 
 Contract: ``add(records)`` (candidate records with ``cg`` and ``descriptors``), ``fit(version, ids, y)``,
 ``botorch_inputs(pool, observed, known)`` -> ``(model, X_pool, X_observed)``, ``predict(ids)``.
@@ -22,16 +23,22 @@ from discovery.mof import CGView
 from .botorch_model import DTYPE, TableEnsembleModel, fit_gp, gp_features, gp_prediction
 from .ensemble import DeepEnsemble, EnsembleConfig
 from .graphs import GraphError, cg_graph
+from .transport_campaign import TARGET as TRANSPORT
+from .transport_campaign import TransportScorer
 
 KINDS = ("ensemble", "gp")
 
 
 class CampaignSurrogate:
     def __init__(self, config: EnsembleConfig | None = None, kind: str = "ensemble",
-                 model_dir: str | Path | None = None) -> None:
+                 model_dir: str | Path | None = None, transport: TransportScorer | None = None) -> None:
         if kind not in KINDS:
             raise DiscoveryError(f"surrogate kind {kind!r} unknown; choose from {', '.join(KINDS)}")
-        self.config, self.kind = config or EnsembleConfig(), kind
+        if transport is not None and kind != "ensemble":
+            raise DiscoveryError("the transport objective needs surrogate kind 'ensemble'")
+        self.config, self.kind, self.transport = config or EnsembleConfig(), kind, transport
+        # the adsorption ensemble's outputs, then the transport model's
+        self.targets = (*self.config.targets, *((TRANSPORT,) if transport else ()))
         self.model_dir = Path(model_dir) if model_dir else None
         self.graphs: dict[str, Any] = {}
         self.model: DeepEnsemble | None = None
@@ -49,6 +56,8 @@ class CampaignSurrogate:
                 self.graphs[r["id"]] = cg_graph(cg, r["descriptors"], r["id"], self.config.graph)
             except (GraphError, KeyError) as exc:
                 problems[r["id"]] = f"cannot be scored: {exc}"
+        if self.transport is not None:
+            problems.update(self.transport.add([r for r in records if r["id"] not in problems]))
         return problems
 
     def fit(self, version: int, ids: Sequence[str], y: np.ndarray) -> dict[str, Any]:
@@ -56,7 +65,8 @@ class CampaignSurrogate:
         surrogate has a model directory."""
         t0 = time.monotonic()
         config = replace(self.config, seed=self.config.seed * 1000 + version)
-        self.model = DeepEnsemble.fit(self._graphs(ids), np.asarray(y, float), config, warm_start=self.model)
+        y = np.asarray(y, float)[:, : len(self.config.targets)]  # the transport model is not refitted here
+        self.model = DeepEnsemble.fit(self._graphs(ids), y, config, warm_start=self.model)
         self.version = version
         info = {"version": version, "n_train": len(ids), "train_s": round(time.monotonic() - t0, 2),
                 "train_cpu_s": round(self.model.info["train_cpu_s"], 2), "calibration_scale": self.model.scale.tolist()}
@@ -75,7 +85,10 @@ class CampaignSurrogate:
         if self.kind == "gp" and self._gp is not None:
             return gp_prediction(self._gp, gp_features(self._require(), self._graphs(ids)))
         pred = self._require().predict(self._graphs(ids))
-        return pred.mean, pred.std
+        if self.transport is None:
+            return pred.mean, pred.std
+        mean, std = self.transport.predict(ids)
+        return np.column_stack([pred.mean, mean]), np.column_stack([pred.std, std])
 
     def botorch_inputs(self, pool: Sequence[str], observed: Sequence[str],
                        known: np.ndarray | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -87,7 +100,11 @@ class CampaignSurrogate:
             X = gp_features(model, graphs)
             self._gp = fit_gp(X[len(pool):], torch.from_numpy(np.array(known, float)), domain=X)
             return self._gp, X[: len(pool)], X[len(pool):]
-        values = model.predict(graphs).members.copy()
+        values = model.predict(graphs).members
+        if self.transport is not None:
+            draws = self.transport.members([*pool, *observed], len(values), seed=self.version or 0)
+            values = np.concatenate([values, draws[..., None]], axis=-1)
+        values = values.copy()
         if known is not None:
             values[:, len(pool):] = np.asarray(known, float)
         X = torch.arange(len(graphs), dtype=DTYPE).unsqueeze(-1)

@@ -282,3 +282,59 @@ def test_diffusion_generator_in_the_loop(by_value, ray_session, tmp_path):
     assert sum(e["status"] == "ok" for e in report["evaluations"]) >= 2
     assert any(c["generator"] == "diffusion-v2" for c in candidates)  # fine-tuned on the first results
     assert (tmp_path / "run" / "generator" / "v2" / "model.pt").exists()
+
+
+class TransportTestOracle:
+    """Test double: cheap 'adsorption' and 'diffusivity' from the candidate's density (denser: stronger
+    binding, slower transport), standing in for RASPA3 and the MD oracle."""
+
+    def evaluate(self, candidate):
+        from discovery.mof import MOF
+
+        density = float(MOF.from_json(candidate["mof_json"]).structure.density)
+        return {"status": "ok", "values": {"log10_kh_co2": -6.0 + density, "log10_kh_n2": -6.5,
+                                           "log10_d_co2": -7.0 - density}}
+
+
+def test_transport_is_a_second_objective(by_value, ray_session, tmp_path):
+    """Adsorption and transport (qLogNEHVI): the CG dynamics model scores every candidate, its predictions
+    are recorded with the adsorption ones, and the Pareto front is drawn in both."""
+    import torch
+
+    from agents.campaign import Campaign
+    from surrogates.transport import CGDynamics, TransportConfig, save_model
+
+    torch.manual_seed(0)
+    save_model(CGDynamics(TransportConfig(hidden=16)), tmp_path / "transport",
+               {"dt_ps": 5.0, "contact_radii_A": {"H": 2.0, "C": 2.2, "O": 2.2, "Zn": 2.5, "Cu": 2.5}})
+    config = _config(budget=24, batch_size=4, oracle={"kind": "raspa", "properties": ["geometry", "henry", "diffusivity"]},
+                     proposer={"kind": "designspace", "candidates_per_round": 8},
+                     surrogate={"members": 2, "epochs": 4, "retrain_every": 4, "min_train": 10,
+                                "transport_model": str(tmp_path / "transport"), "transport_ps": 100.0},
+                     planner={"objectives": ["log10_kh_co2", "log10_d_co2"]})
+    campaign = Campaign.from_config(config, run_dir=tmp_path / "run", oracle=TransportTestOracle())
+    report = campaign.run(progress=False)
+    campaign.close()
+    assert report["counts"]["evaluated"] == 24, campaign._unscorable
+    predicted = [p for rnd in campaign.state.rounds.values() for p in rnd.predictions.values()]
+    assert predicted and all(p["targets"] == ["log10_kh_co2", "log10_kh_n2", "log10_d_co2"] for p in predicted)
+    assert all(math.isfinite(p["mean"][2]) and p["std"][2] > 0 for p in predicted)
+    front = campaign.pareto_front()
+    assert len(front) >= 1 and {"log10_kh_co2", "log10_d_co2"} <= set(front.columns)
+    assert (tmp_path / "run" / "artifacts" / "pareto_front.png").stat().st_size > 0
+
+
+def test_transport_objective_needs_the_md_oracle_and_a_model(tmp_path):
+    from agents.campaign import Campaign
+    from discovery.config import ConfigError, load_config
+    from discovery.errors import DiscoveryError
+
+    with pytest.raises(ConfigError, match="diffusivity"):
+        load_config(_config(oracle={"kind": "raspa"}, proposer={"kind": "designspace"},
+                            planner={"objectives": ["log10_kh_co2", "log10_d_co2"]}))
+    config = load_config(_config(oracle={"kind": "raspa", "properties": ["henry", "diffusivity"]},
+                                 proposer={"kind": "designspace"}, planner={"objectives": ["log10_d_co2"]}))
+    assert config.targets == ("log10_kh_co2", "log10_kh_n2", "log10_d_co2")
+    with pytest.raises(DiscoveryError, match="train transport"):  # before any actor starts
+        Campaign.from_config(config.to_dict() | {"surrogate": {"transport_model": str(tmp_path / "none")}},
+                             run_dir=tmp_path / "run")
