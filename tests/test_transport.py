@@ -181,3 +181,29 @@ def test_transport_scores_become_ensemble_members():
     assert not np.array_equal(draws[:, 0], draws[:, 2])  # shuffled per candidate
     with pytest.raises(Exception, match="no transport score"):
         scorer.predict(["c"])
+
+
+def test_train_and_predict_transport_commands(tmp_path, irmof1, capsys):
+    import json
+
+    from discovery.cli import main
+
+    rng = np.random.default_rng(8)
+    data = tmp_path / "traj"
+    data.mkdir()
+    rows = [_write_trajectory(data, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(5)]
+    (data / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["train", "transport", "--data", str(data), "--out", str(tmp_path / "m"), "--n-heldout", "2",
+                 "--stride", "2", "--epochs", "1", "--every", "4", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["n_train_mofs"] == 3 and trained["model"] == str(tmp_path / "m")
+    cif = tmp_path / "irmof1.cif"
+    cif.write_text(irmof1.to_cif())
+    broken = tmp_path / "broken.cif"
+    broken.write_text("data_x\n_cell_length_a 10\n")
+    code = main(["predict-transport", str(cif), str(broken), "--model", str(tmp_path / "m"), "--ps", "20",
+                 "--guests", "3", "--json"])
+    first, second = json.loads(capsys.readouterr().out)
+    assert code == 1  # one structure could not be read; the other is still scored
+    assert first["structure"] == "irmof1" and first["long_step_ps"] == pytest.approx(0.2) and first["d_m2_s"] > 0
+    assert "error" in second and second["file"] == str(broken)
