@@ -79,8 +79,8 @@ def _training_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--data", default="data/md_traj", help=DATA_HELP)
     sp.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
                     help="MD frames (0.1 ps) per long step (default %(default)s: 5 ps, 1,250 MD steps)")
-    sp.add_argument("--epochs", type=int, default=20)
-    sp.add_argument("--every", type=int, default=10, help="MD frames between training frames")
+    sp.add_argument("--epochs", type=int, default=15)
+    sp.add_argument("--every", type=int, default=20, help="MD frames between training frames (2 ps)")
     sp.add_argument("--seed", type=int, default=0)
 
 
