@@ -29,7 +29,7 @@ from .transport import CGDynamics, Frame, atomic_numbers, numbers
 from .transport_train import Rollout, rollout, rollout_diffusivity
 
 STABLE_DISTANCE_A = 1.8  # a bead closer than this to a framework atom is inside it: the rollout is unstable
-DEFAULT_MODEL_ERROR = 0.3  # log10 units: used when a model carries no held-out error
+DEFAULT_MODEL_ERROR = 0.3  # log10 units (mean absolute): used when a model carries no held-out error
 
 
 @dataclass
@@ -96,7 +96,8 @@ def predict_transport(model: CGDynamics, mof: MOF, n_guests: int = 10, simulated
         raise DiscoveryError(f"{mof.id}: the rollout gave no positive diffusivity ({fit.reason})")
     log10_d = math.log10(fit.d_m2_s)
     stat = fit.ci95 / 1.96 / fit.d_m2_s / math.log(10) if fit.ci95 and math.isfinite(fit.ci95) else 0.0
-    model_error = float(meta.get("heldout_mae_log10_d") or DEFAULT_MODEL_ERROR)
+    # a held-out mean absolute error is sqrt(2/pi) of a Gaussian error's standard deviation
+    model_error = math.sqrt(math.pi / 2) * float(meta.get("heldout_mae_log10_d") or DEFAULT_MODEL_ERROR)
     return TransportPrediction(mof.id, fit.d_m2_s, fit.ci95, log10_d, math.hypot(stat, model_error), fit.converged,
                                fit.reason, run.min_framework_distance >= STABLE_DISTANCE_A,
                                run.min_framework_distance, n_steps * dt_ps, dt_ps, n_guests,
