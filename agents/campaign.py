@@ -293,7 +293,8 @@ class Campaign:
     def oracle_pool(self) -> list:
         if not self._oracles:
             res = self.config.resources
-            self._oracles = [OracleAgent.options(num_cpus=res.cpus_per_oracle).remote(self.config, self.oracle)
+            config = _with_trajectories(self.config, self.state.run_dir)
+            self._oracles = [OracleAgent.options(num_cpus=res.cpus_per_oracle).remote(config, self.oracle)
                              for _ in range(workers(res))]
             _, waiting = ray.wait([a.pid.remote() for a in self._oracles], num_returns=len(self._oracles), timeout=60)
             if waiting:  # Ray waits for free CPUs silently; say so
@@ -468,6 +469,15 @@ def _absolute_model(config: CampaignConfig) -> CampaignConfig:
     model, transport = (str(Path(p).resolve()) for p in (config.proposer.model, config.surrogate.transport_model))
     return replace(config, proposer=replace(config.proposer, model=model),
                    surrogate=replace(config.surrogate, transport_model=transport))
+
+
+def _with_trajectories(config: CampaignConfig, run_dir: Path) -> CampaignConfig:
+    """The MD oracle keeps its trajectories (in the run directory unless the config names a folder), as an
+    absolute path: they can extend the transport model's training data."""
+    if "diffusivity" not in config.oracle.properties:
+        return config
+    folder = Path(config.oracle.trajectories or Path(run_dir) / "trajectories").resolve()
+    return replace(config, oracle=replace(config.oracle, trajectories=str(folder)))
 
 
 def _check_transport_model(config: CampaignConfig) -> None:

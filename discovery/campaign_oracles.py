@@ -29,7 +29,8 @@ class SimulationOracle:
         c = config or OracleConfig()
         self.properties = c.properties
         self.settings = OracleSettings(charges=c.charges, target=c.target, first_cycles=c.first_cycles,
-                                       max_cycles=c.max_cycles, qst_cycles=c.qst_cycles, seed=seed)
+                                       max_cycles=c.max_cycles, qst_cycles=c.qst_cycles, seed=seed,
+                                       trajectory_dir=c.trajectories)
 
     def evaluate(self, candidate: Mapping[str, Any]) -> dict[str, Any]:
         if not candidate.get("mof_json"):

@@ -66,6 +66,9 @@ class OracleConfig:
     timeout_s: float = bounded(1800.0, 1.0)
     max_retries: int = bounded(2, 0)  # a crashed worker's task is retried this often, then recorded failed
     lookup_delay_s: float = bounded(0.0, 0.0)  # kind lookup: seconds per call (simulation time in loop benchmarks)
+    # level diffusivity: where the MD trajectories go (training data for `discovery train transport`);
+    # null: RUN_DIR/trajectories
+    trajectories: str | None = None
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,7 @@ def test_transport_is_a_second_objective(by_value, ray_session, tmp_path):
     are recorded with the adsorption ones, and the Pareto front is drawn in both."""
     import torch
 
-    from agents.campaign import Campaign
+    from agents.campaign import Campaign, _with_trajectories
     from surrogates.transport import CGDynamics, TransportConfig, save_model
 
     torch.manual_seed(0)
@@ -316,6 +316,8 @@ def test_transport_is_a_second_objective(by_value, ray_session, tmp_path):
     report = campaign.run(progress=False)
     campaign.close()
     assert report["counts"]["evaluated"] == 24, campaign._unscorable
+    kept = _with_trajectories(campaign.config, tmp_path / "run").oracle.trajectories  # the MD oracle's
+    assert kept == str(tmp_path / "run" / "trajectories")
     predicted = [p for rnd in campaign.state.rounds.values() for p in rnd.predictions.values()]
     assert predicted and all(p["targets"] == ["log10_kh_co2", "log10_kh_n2", "log10_d_co2"] for p in predicted)
     assert all(math.isfinite(p["mean"][2]) and p["std"][2] > 0 for p in predicted)
