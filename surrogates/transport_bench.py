@@ -42,6 +42,8 @@ def md_runs(folder: str | Path) -> list[dict[str, Any]]:
                 results[Path(row["diffusivity"]["trajectory"]).name] = row
     runs = []
     for path in sorted(folder.glob("*_co2_md_seed*.npz")):
+        if results and path.name not in results:
+            continue  # no result row yet: the run may still be writing it (the row comes after the file)
         row = results.get(path.name, {})
         runs.append({"path": path, "id": path.name.split("_co2_md_seed")[0],
                      "md_d_m2_s": row.get("diffusivity", {}).get("co2_m2_s"),
