@@ -49,8 +49,8 @@ class TransportScorer:
             try:
                 p = predict_transport(self.model, MOF.from_json(r["mof_json"]), n_guests=self.n_guests,
                                       simulated_ps=self.simulated_ps, seed=self.seed)
-            except DiscoveryError as exc:
-                problems[r["id"]] = f"transport cannot be scored: {exc}"
+            except Exception as exc:  # noqa: BLE001 - one bad candidate must not take the surrogate agent down
+                problems[r["id"]] = f"transport cannot be scored: {type(exc).__name__}: {exc}"
                 continue
             self.scores[r["id"]] = (p.log10_d, p.log10_std)
         return problems
