@@ -108,7 +108,9 @@ def test_training_step_lowers_contrastive_loss(bbs):
 
 def test_training_is_deterministic_and_save_load_round_trips(tmp_path, embedding, bbs):
     again = train_embeddings(bbs, dim=16, epochs=5, seed=0)
-    np.testing.assert_array_equal(again.vectors, embedding.vectors)
+    # seeded: the same up to the rounding of threaded reductions (5e-7 seen on a loaded machine); an
+    # unseeded run differs by O(1)
+    np.testing.assert_allclose(again.vectors, embedding.vectors, rtol=1e-5, atol=1e-5)
 
     path = embedding.save(tmp_path / "bb_embedding.npz")
     assert path == tmp_path / "bb_embedding.npz" and path.exists()
