@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -52,19 +52,40 @@ def md_runs(folder: str | Path) -> list[dict[str, Any]]:
     return runs
 
 
-def benchmark_transport(folder: str | Path, n_test: int = 10, stride: int = DEFAULT_STRIDE, epochs: int = 15,
+def md_runs_of(folders: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The MD runs of one folder or several (e.g. the dataset's and a campaign's ``RUN/trajectories``); a MOF
+    found in two folders is taken from the first."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    runs, seen = [], set()
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise DiscoveryError(f"{folder}: no such folder of MD trajectories")
+        for run in md_runs(folder):
+            if run["id"] not in seen:
+                seen.add(run["id"])
+                runs.append(run)
+    return runs
+
+
+def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int = 10, stride: int = DEFAULT_STRIDE, epochs: int = 15,
                         config: TransportConfig | None = None, seed: int = 0, every: int = 20,
                         model_out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Train on the MD runs of ``folder`` less ``n_test`` held out, score the held-out ones; with
-    ``model_out`` the model is saved there with its long step and its held-out error."""
+    """Train on the MD runs of ``folder`` (one or several) less ``n_test`` held out, score the held-out ones;
+    with ``model_out`` the model is saved there with its long step and its held-out error. Only runs with an
+    MD result row can be held out (their D is the reference); runs without one (a campaign's trajectory
+    folder keeps no results file) are trained on."""
     from tqdm import tqdm
 
     config = config or TransportConfig()
-    runs = md_runs(folder)
-    if len(runs) < n_test + 2:
-        raise DiscoveryError(f"{folder}: {len(runs)} MD trajectories, too few to hold out {n_test} and train on 2")
-    order = np.random.default_rng(seed).permutation(len(runs))
-    test, train = [runs[i] for i in order[:n_test]], [runs[i] for i in order[n_test:]]
+    runs = md_runs_of(folder)
+    scored = [r for r in runs if r["md_d_m2_s"] is not None]
+    if len(scored) < n_test or len(runs) < n_test + 2:
+        where = ", ".join(map(str, [folder] if isinstance(folder, (str, Path)) else folder))
+        raise DiscoveryError(f"{where}: {len(runs)} MD trajectories ({len(scored)} with an MD result), too few to "
+                             f"hold out {n_test} and train on 2")
+    order = np.random.default_rng(seed).permutation(len(scored))
+    test = [scored[i] for i in order[:n_test]]
+    train = [scored[i] for i in order[n_test:]] + [r for r in runs if r["md_d_m2_s"] is None]
     frames, dt_ps = [], None
     for run in tqdm(train, desc="training frames", disable=not progress):
         f, dt_ps = frames_from_file(run["path"], stride, config, every=every)

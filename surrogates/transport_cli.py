@@ -10,8 +10,9 @@ from typing import Callable
 
 from discovery.errors import DiscoveryError
 
-DATA_HELP = ("folder of MD trajectories and the oracle's results.jsonl (`discovery evaluate ... --properties "
-             "diffusivity --trajectories DIR --out DIR/results.jsonl`)")
+DATA_HELP = ("folder of MD trajectories and the oracle's results.jsonl (`discovery dataset trajectories`); repeat "
+             "to add folders, e.g. a campaign's RUN/trajectories (default: data/md_traj)")
+DATA = "data/md_traj"
 MODEL = "models/transport"
 
 
@@ -26,7 +27,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .transport_bench import benchmark_transport
 
     _one_thread()
-    result = benchmark_transport(args.data, n_test=args.n_heldout, stride=args.stride, epochs=args.epochs,
+    result = benchmark_transport(args.data or [DATA], n_test=args.n_heldout, stride=args.stride, epochs=args.epochs,
                                  seed=args.seed, every=args.every, model_out=args.out, progress=not args.json)
     summary = {k: v for k, v in result.items() if k != "per_mof"}
     if args.json:
@@ -72,7 +73,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .transport_bench import benchmark_transport
 
     _one_thread()
-    result = benchmark_transport(args.data, n_test=args.n_test, stride=args.stride, epochs=args.epochs,
+    result = benchmark_transport(args.data or [DATA], n_test=args.n_test, stride=args.stride, epochs=args.epochs,
                                  seed=args.seed, every=args.every, model_out=args.model_out,
                                  progress=not args.json)
     print(json.dumps(result, indent=None if args.json else 1, default=str))
@@ -86,7 +87,7 @@ def _fmt(x) -> str:
 def _training_options(sp: argparse.ArgumentParser) -> None:
     from .transport_bench import DEFAULT_STRIDE
 
-    sp.add_argument("--data", default="data/md_traj", help=DATA_HELP)
+    sp.add_argument("--data", action="append", help=DATA_HELP)
     sp.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
                     help="MD frames (0.1 ps) per long step (default %(default)s: 5 ps, 1,250 MD steps)")
     sp.add_argument("--epochs", type=int, default=15)

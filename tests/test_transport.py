@@ -207,3 +207,28 @@ def test_train_and_predict_transport_commands(tmp_path, irmof1, capsys):
     assert code == 1  # one structure could not be read; the other is still scored
     assert first["structure"] == "irmof1" and first["long_step_ps"] == pytest.approx(0.2) and first["d_m2_s"] > 0
     assert "error" in second and second["file"] == str(broken)
+
+
+def test_training_data_from_several_folders(tmp_path):
+    """A campaign's trajectory folder (no results file) adds training data; only MD-scored runs are held out."""
+    import json
+
+    from surrogates.transport_bench import benchmark_transport, md_runs_of
+
+    rng = np.random.default_rng(9)
+    data, campaign = tmp_path / "data", tmp_path / "campaign"
+    data.mkdir(), campaign.mkdir()
+    rows = [_write_trajectory(data, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(3)]
+    (data / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("mof0", "new1", "new2"):  # mof0 is in both: the first folder's run is kept
+        _write_trajectory(campaign, name, rng, 0.5)
+    runs = md_runs_of([data, campaign])
+    assert [r["id"] for r in runs] == ["mof0", "mof1", "mof2", "new1", "new2"]
+    assert [r["md_d_m2_s"] is None for r in runs] == [False, False, False, True, True]
+    out = benchmark_transport([data, campaign], n_test=2, stride=2, epochs=1, every=4,
+                              config=TransportConfig(hidden=16))
+    assert out["n_train_mofs"] == 3 and {r["id"] for r in out["per_mof"]} <= {"mof0", "mof1", "mof2"}
+    with pytest.raises(Exception, match="0 with an MD result"):
+        benchmark_transport([campaign], n_test=1)
+    with pytest.raises(Exception, match="no such folder"):
+        md_runs_of([tmp_path / "missing"])
