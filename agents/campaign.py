@@ -485,8 +485,8 @@ def _check_transport_model(config: CampaignConfig) -> None:
     if config.uses_transport and not (Path(config.surrogate.transport_model) / "model.json").exists():
         raise DiscoveryError(
             f"no transport model at {config.surrogate.transport_model} (surrogate.transport_model), and "
-            "log10_d_co2 is an objective: build MD trajectories and train one with `discovery train transport "
-            "--data DIR --out MODEL` (docs/transport.md)")
+            "log10_d_co2 is an objective: build MD trajectories (`discovery dataset trajectories DATASET --out DIR`) "
+            "and train one with `discovery train transport --data DIR --out MODEL` (docs/transport.md)")
 
 
 def _compact_record(record: Mapping[str, Any]) -> dict[str, Any]:
