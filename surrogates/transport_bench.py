@@ -67,8 +67,8 @@ def md_runs_of(folders: str | Path | Sequence[str | Path]) -> list[dict[str, Any
     return runs
 
 
-def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int = 10, stride: int = DEFAULT_STRIDE, epochs: int = 15,
-                        config: TransportConfig | None = None, seed: int = 0, every: int = 20,
+def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int = 10, stride: int = DEFAULT_STRIDE,
+                        epochs: int = 15, config: TransportConfig | None = None, seed: int = 0, every: int = 20,
                         model_out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Train on the MD runs of ``folder`` (one or several) less ``n_test`` held out, score the held-out ones;
     with ``model_out`` the model is saved there with its long step and its held-out error. Only runs with an
