@@ -55,9 +55,8 @@ def md_runs(folder: str | Path) -> list[dict[str, Any]]:
 def md_runs_of(folders: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
     """The MD runs of one folder or several (e.g. the dataset's and a campaign's ``RUN/trajectories``); a MOF
     found in two folders is taken from the first."""
-    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
     runs, seen = [], set()
-    for folder in folders:
+    for folder in _folder_list(folders):
         if not Path(folder).is_dir():
             raise DiscoveryError(f"{folder}: no such folder of MD trajectories")
         for run in md_runs(folder):
@@ -65,6 +64,10 @@ def md_runs_of(folders: str | Path | Sequence[str | Path]) -> list[dict[str, Any
                 seen.add(run["id"])
                 runs.append(run)
     return runs
+
+
+def _folder_list(folders: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [folders] if isinstance(folders, (str, Path)) else list(folders)
 
 
 def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int = 10, stride: int = DEFAULT_STRIDE,
@@ -80,7 +83,7 @@ def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int =
     runs = md_runs_of(folder)
     scored = [r for r in runs if r["md_d_m2_s"] is not None]
     if len(scored) < n_test or len(runs) < n_test + 2:
-        where = ", ".join(map(str, [folder] if isinstance(folder, (str, Path)) else folder))
+        where = ", ".join(map(str, _folder_list(folder)))
         raise DiscoveryError(f"{where}: {len(runs)} MD trajectories ({len(scored)} with an MD result), too few to "
                              f"hold out {n_test} and train on 2")
     order = np.random.default_rng(seed).permutation(len(scored))
