@@ -61,7 +61,7 @@ def _spin(bb, real: np.ndarray, radii: np.ndarray, lat: Lattice, env: np.ndarray
     if len(near) == 0:
         return False
     angles = np.linspace(0.0, 2 * np.pi, n_angles, endpoint=False)
-    scores = [_min_ratio(_rotate(rel[moving], axis, a) + origin, radii[moving[real]], near, near_r) for a in angles]
+    scores = _min_ratios(_rotations(rel[moving], axis, angles) + origin, radii[moving[real]], near, near_r)
     best = int(np.argmax(np.round(scores, 3)))  # ties keep the smallest angle, i.e. pormake's choice
     if best == 0:
         return False
@@ -91,6 +91,19 @@ def _neighbours(lat: Lattice, env: np.ndarray, env_r: np.ndarray, own: np.ndarra
 
 def _rotate(points: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
     return Rotation.from_rotvec(axis * angle).apply(points)
+
+
+def _rotations(points: np.ndarray, axis: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """``points`` turned about the unit ``axis`` by each angle (Rodrigues): n_angles x n x 3."""
+    cos, sin = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
+    along = np.outer(points @ axis, axis)
+    return points * cos + np.cross(axis, points) * sin + along * (1 - cos)
+
+
+def _min_ratios(points: np.ndarray, radii: np.ndarray, near: np.ndarray, near_r: np.ndarray) -> np.ndarray:
+    """``_min_ratio`` of each configuration in ``points`` (k x n x 3) at once."""
+    d = np.linalg.norm(points[:, :, None, :] - near[None, None, :, :], axis=3)
+    return (d / (radii[:, None] + near_r[None, :])).min(axis=(1, 2))
 
 
 def _min_ratio(points: np.ndarray, radii: np.ndarray, near: np.ndarray, near_r: np.ndarray) -> float:

@@ -11,7 +11,10 @@ from discovery.building_blocks import BuildingBlockLibrary
 from discovery.errors import CGAssemblyError, UnknownBuildingBlockError
 from discovery.generator.cg_assembly import (AssemblyResult, CGAssemblySettings, _chiral_cp_set, assemble_cg,
                                              assemble_cg_view)
-from discovery.generator.cg_orient import _net_dimension
+from discovery.generator.cg_assembly import DEFAULT_SETTINGS, _read_sample, _default_library
+from discovery.generator.cg_beads import _candidate_pairs
+from discovery.generator.cg_orient import _net_dimension, _Overlap, _random_state
+from discovery.orient import _min_ratio, _min_ratios, _rotate, _rotations
 from discovery.validity import check_structure
 
 # cds + N17 + E27: nodes joined by linkers. pts + N4.N307 + no edge BB: nodes bonded directly, and N307's
@@ -118,6 +121,7 @@ def test_beads_too_far_apart_fail_with_message():
     assert not result.ok and result.mof is None
     assert result.n_unpaired > 0
     assert "unpaired" in result.message
+    assert result.unpaired_beads and set(result.unpaired_beads) <= set(range(len(bb_ids)))
 
 
 def test_chiral_connection_point_sets():
@@ -134,3 +138,38 @@ def test_net_dimension():
     assert _net_dimension(1, i[:2], j[:2], np.eye(3, dtype=int)[:2]) == 2
     # two beads bonded twice within the cell: a finite molecule
     assert _net_dimension(2, np.array([0, 0]), np.array([1, 1]), np.zeros((2, 3), dtype=int)) == 0
+
+
+def test_overlap_gradient_matches_finite_differences(known):
+    """The annealing loss's hand-written gradient, on a real sample with mirrored beads and shifts."""
+    lattice, bb_ids, frac = _cg_sample(known)
+    beads = _read_sample(lattice, bb_ids, frac, None, _default_library())
+    pairs = _candidate_pairs(beads, DEFAULT_SETTINGS.neighbour_margin, DEFAULT_SETTINGS.edge_edge_bonds)
+    rng = np.random.default_rng(0)
+    state = _random_state(beads, DEFAULT_SETTINGS, rng)
+    hand = np.where(rng.random(state.hand.shape) < 0.3, -1.0, 1.0)
+    q, t = 1.3 * state.q, rng.normal(scale=0.3, size=state.t.shape)  # q off the unit sphere on purpose
+    loss = _Overlap(beads, pairs, hand, translation_weight=0.5)
+    for sigma in (3.0, 0.6):
+        _, dq, dt = loss(q, t, sigma)
+        for x, grad in ((q, dq), (t, dt)):
+            for index in map(tuple, rng.integers(0, x.shape, size=(6, x.ndim))):
+                h = np.zeros_like(x)
+                h[index] = 1e-6
+                plus = loss(q + h, t, sigma)[0] if x is q else loss(q, t + h, sigma)[0]
+                minus = loss(q - h, t, sigma)[0] if x is q else loss(q, t - h, sigma)[0]
+                assert grad[index] == pytest.approx((plus - minus) / 2e-6, rel=1e-4, abs=1e-6)
+
+
+def test_spin_scan_matches_one_angle_at_a_time():
+    rng = np.random.default_rng(1)
+    points, near = rng.normal(size=(7, 3)), rng.normal(scale=3.0, size=(20, 3))
+    radii, near_r = rng.uniform(0.3, 0.8, 7), rng.uniform(0.3, 0.8, 20)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    turned = _rotations(points, axis, angles)
+    for k, a in enumerate(angles):
+        assert np.allclose(turned[k], _rotate(points, axis, a))
+    assert np.allclose(_min_ratios(turned, radii, near, near_r),
+                       [_min_ratio(x, radii, near, near_r) for x in turned])

@@ -75,6 +75,7 @@ class CGAssemblySettings:
     # 2. pairing, 3. refinement
     pair_threshold: float = 1.0  # CPs farther apart than this after annealing are not paired
     refine_iterations: int = 300
+    refine_tolerance: float = 1e-4  # stop once no CP moved more than this in an iteration (A)
     refine_translation_weight: float = 0.1  # Procrustes penalty on bead movement, in units of one CP
     max_gap: float = 0.8  # widest pair accepted after refinement (pormake's own output reaches 0.7)
     # 4. atoms
@@ -103,6 +104,7 @@ class AssemblyResult:
     message: str
     cpu_s: float
     report: ValidityReport | None = None
+    unpaired_beads: tuple[int, ...] = ()  # on a pairing failure, the beads owning the unpaired CPs
 
     @property
     def ok(self) -> bool:
@@ -222,19 +224,22 @@ def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords
     beads = _read_sample(lattice, bb_ids, frac_coords, cart_coords, library)
     n_cp = len(beads.cp_bead)
 
-    def fail(message: str, rmsd: float = float("nan"), unpaired: int = n_cp) -> AssemblyResult:
-        return AssemblyResult(None, rmsd, unpaired, n_cp, message, time.process_time() - start)
+    def fail(message: str, rmsd: float = float("nan"), unpaired: int = n_cp,
+             at_beads: tuple[int, ...] = ()) -> AssemblyResult:
+        return AssemblyResult(None, rmsd, unpaired, n_cp, message, time.process_time() - start, None, at_beads)
 
     if n_cp % 2:
         return fail(f"{n_cp} connection points in all: an odd number cannot be paired into bonds")
     pairs = _candidate_pairs(beads, settings.neighbour_margin, settings.edge_edge_bonds)
     if len(pairs.a) == 0:
-        return fail(f"all {n_cp} connection points unpaired: no two beads are close enough to bond")
+        return fail(f"all {n_cp} connection points unpaired: no two beads are close enough to bond",
+                    at_beads=tuple(range(len(beads.bbs))))
     fits = _search(beads, pairs, settings, np.random.default_rng(seed))
     if fits[0].n_unpaired:
         return fail(f"{fits[0].n_unpaired} of {n_cp} connection points unpaired: no partner within "
                     f"{settings.pair_threshold} A after {settings.restarts} restarts and "
-                    f"{settings.repair_rounds} repair rounds", unpaired=fits[0].n_unpaired)
+                    f"{settings.repair_rounds} repair rounds", unpaired=fits[0].n_unpaired,
+                    at_beads=_unpaired_beads(beads, pairs, fits[0]))
     frac = beads.centres @ np.linalg.inv(beads.lattice)
     mof_id = mof_id or default_mof_id(beads.lattice, [bb.id for bb in beads.bbs], frac)
     complete = [f for f in fits if f.n_unpaired == 0][: max(1, settings.candidates)]
@@ -281,6 +286,12 @@ def _complete(beads: _Beads, pairs: _Pairs, fit: _Fit, settings: CGAssemblySetti
                   "n_beads": len(beads.bbs), "n_mirrored": int((np.linalg.det(orientation) < 0).sum()),
                   "edges_spun": n_spun, "nodes_turned": n_turned}
     return _to_mof(beads, placed, mof_id, topology, provenance), rmsd
+
+
+def _unpaired_beads(beads: _Beads, pairs: _Pairs, fit: _Fit) -> tuple[int, ...]:
+    paired = np.zeros(len(beads.cp_bead), dtype=bool)
+    paired[pairs.a[fit.chosen]] = paired[pairs.b[fit.chosen]] = True
+    return tuple(int(i) for i in np.unique(beads.cp_bead[~paired]))
 
 
 def assemble_cg_view(cg: CGView, **kwargs) -> AssemblyResult:

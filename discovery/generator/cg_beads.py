@@ -95,10 +95,15 @@ def _cp_symmetries(bb: BuildingBlock, tol: float = SYMMETRY_TOL) -> list[tuple[n
 
 def _frame(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Rows: a right-handed orthonormal frame with x along the first axis and y in the first plane."""
-    e1 = x / np.linalg.norm(x)
-    e2 = y - e1 * (e1 @ y)
-    e2 = e2 / np.linalg.norm(e2)
-    return np.stack([e1, e2, np.cross(e1, e2)])
+    return _frames(x[None], y[None])[0]
+
+
+def _frames(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``_frame`` of each row pair of x and y (N x 3 each): N x 3 x 3."""
+    e1 = x / np.linalg.norm(x, axis=1, keepdims=True)
+    e2 = y - e1 * (e1 * y).sum(1, keepdims=True)
+    e2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
+    return np.stack([e1, e2, np.cross(e1, e2)], axis=1)
 
 
 # ---- candidate CP pairs under periodic images ----------------------------------------------------

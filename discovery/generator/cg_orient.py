@@ -3,7 +3,7 @@ connection points (CPs) meet a CP of a neighbouring BB, after MOFDiff (Fu et al.
 
 0. Guess: each bead's CPs pointed at its nearest neighbouring beads (as pormake's locator fits a BB to a
    net's node). This guess is restart 0; the other restarts start from random rotations.
-1. Anneal (torch, float64, all restarts in one batch): each bead has a rotation (a unit quaternion) and
+1. Anneal (numpy, all restarts in one batch): each bead has a rotation (a unit quaternion) and
    a small translation, penalised, because sampled beads are noisy. A Gaussian overlap pulls CPs of
    different beads together over periodic images (every image within reach, so small cells work); its
    width shrinks from wide to narrow so that distant CPs feel each other first and the end is sharp.
@@ -27,13 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import math
+
 import numpy as np
-import torch
 from pymatgen.core import Lattice
 
 from ..elements import covalent_radius
 from ..orient import SEARCH_MARGIN_A, _min_ratio, _neighbours
-from .cg_beads import _Beads, _cp_symmetries, _frame, _Pairs
+from .cg_beads import _Beads, _cp_symmetries, _frames, _Pairs
 
 if TYPE_CHECKING:
     from .cg_assembly import CGAssemblySettings, _PlacedBB
@@ -79,10 +80,10 @@ def _point_at(v: np.ndarray, u: np.ndarray, max_angle_mismatch: float = 0.5) -> 
     vh = v / np.linalg.norm(v, axis=1, keepdims=True)
     uh = u / np.linalg.norm(u, axis=1, keepdims=True)
     k1 = int(np.argmax(np.linalg.norm(v, axis=1)))
-    partners = [k for k in range(len(v)) if np.linalg.norm(np.cross(vh[k1], vh[k])) > 0.1]
-    if not partners:  # collinear CPs (a linker): the spin about the axis is free, any frame will do
-        frames_v = _frame(vh[k1], _perpendicular(vh[k1]))[None]
-        frames_u = np.stack([_frame(x, _perpendicular(x)) for x in uh])
+    partners = np.nonzero(np.linalg.norm(np.cross(vh[k1], vh), axis=1) > 0.1)[0]
+    if not len(partners):  # collinear CPs (a linker): the spin about the axis is free, any frame will do
+        frames_v = _frames(vh[[k1]], _perpendicular(vh[[k1]]))
+        frames_u = _frames(uh, _perpendicular(uh))
     else:
         na = len(uh)
         a, b = np.nonzero(~np.eye(na, dtype=bool))
@@ -90,13 +91,13 @@ def _point_at(v: np.ndarray, u: np.ndarray, max_angle_mismatch: float = 0.5) -> 
         a, b = a[ok], b[ok]
         # only direction pairs that make about the same angle as the two CPs
         angle_u = np.arccos(np.clip((uh[a] * uh[b]).sum(1), -1, 1))
-        combos = [(k2, x, y) for k2 in partners for x, y, au in zip(a, b, angle_u)
-                  if abs(np.arccos(np.clip(vh[k1] @ vh[k2], -1, 1)) - au) < max_angle_mismatch]
-        if not combos:
+        angle_v = np.arccos(np.clip(vh[partners] @ vh[k1], -1, 1))
+        which, pair = np.nonzero(np.abs(angle_v[:, None] - angle_u[None, :]) < max_angle_mismatch)
+        if not len(which):
             return np.eye(3), -np.inf
-        k2s, xs, ys = map(np.array, zip(*combos))
-        frames_v = np.stack([_frame(vh[k1], vh[k]) for k in k2s])
-        frames_u = np.stack([_frame(uh[x], uh[y]) for x, y in zip(xs, ys)])
+        k2s, xs, ys = partners[which], a[pair], b[pair]
+        frames_v = _frames(np.repeat(vh[[k1]], len(k2s), 0), vh[k2s])
+        frames_u = _frames(uh[xs], uh[ys])
     rotations = np.einsum("cji,cjk->cik", frames_u, frames_v)  # F_u^T F_v: v frame onto u frame
     cosines = np.einsum("ckj,aj->cka", np.einsum("cij,kj->cki", rotations, vh), uh)
     scores = cosines.max(axis=2).sum(axis=1)
@@ -105,7 +106,8 @@ def _point_at(v: np.ndarray, u: np.ndarray, max_angle_mismatch: float = 0.5) -> 
 
 
 def _perpendicular(x: np.ndarray) -> np.ndarray:
-    helper = np.eye(3)[int(np.argmin(np.abs(x)))]
+    """A vector perpendicular to each row of x (N x 3)."""
+    helper = np.eye(3)[np.argmin(np.abs(x), axis=1)]
     return np.cross(x, helper)
 
 
@@ -119,13 +121,27 @@ def _matrix_quaternion(rotation: np.ndarray) -> np.ndarray:
 # ---- 1. annealed Gaussian overlap -----------------------------------------------------------------
 
 
-def _quaternion_matrix(q: torch.Tensor) -> torch.Tensor:
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
+def _quaternion_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices (... x 3 x 3) of quaternions (... x 4, w first; normalised here)."""
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
     rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
             2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
             2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-    return torch.stack(rows, -1).reshape(q.shape[:-1] + (3, 3))
+    return np.stack(rows, -1).reshape(q.shape[:-1] + (3, 3))
+
+
+def _quaternion_matrix_jacobian(u: np.ndarray) -> np.ndarray:
+    """d R_ij / d u_c at unit quaternions ``u`` (... x 4): ... x 3 x 3 x 4, from the entries above."""
+    w, x, y, z = np.moveaxis(2 * u, -1, 0)
+    jac = np.zeros(u.shape[:-1] + (9, 4))
+    for row, entries in enumerate([((2, -2 * y), (3, -2 * z)), ((0, -z), (1, y), (2, x), (3, -w)),
+                                   ((0, y), (1, z), (2, w), (3, x)), ((0, z), (1, y), (2, x), (3, w)),
+                                   ((1, -2 * x), (3, -2 * z)), ((0, -x), (1, -w), (2, z), (3, y)),
+                                   ((0, -y), (1, z), (2, -w), (3, x)), ((0, x), (1, w), (2, z), (3, y)),
+                                   ((1, -2 * x), (2, -2 * y))]):
+        for c, value in entries:
+            jac[..., row, c] = value
+    return jac.reshape(u.shape[:-1] + (3, 3, 4))
 
 
 @dataclass(frozen=True)
@@ -139,8 +155,7 @@ class _State:
 
     def orientations(self) -> np.ndarray:
         """Orthogonal R D per restart and bead, D = diag(1, 1, hand): the mirror acts in the library frame."""
-        with torch.no_grad():
-            rot = _quaternion_matrix(torch.as_tensor(self.q)).numpy()
+        rot = _quaternion_matrix(self.q)
         return rot * np.stack([np.ones_like(self.hand), np.ones_like(self.hand), self.hand], -1)[:, :, None, :]
 
 
@@ -162,36 +177,74 @@ def _initial_state(beads: _Beads, pairs: _Pairs, settings: CGAssemblySettings, r
     return state
 
 
-def _anneal(beads: _Beads, pairs: _Pairs, state: _State, steps: int, sigma_start: float,
-            settings: CGAssemblySettings) -> _State:
-    """Adam on the Gaussian overlap of candidate CP pairs, its width shrinking geometrically."""
-    dtype = torch.float64
-    q = torch.tensor(state.q, dtype=dtype, requires_grad=True)
-    t = torch.tensor(state.t, dtype=dtype, requires_grad=True)
-    cp_bead = torch.as_tensor(beads.cp_bead)
-    centres = torch.as_tensor(beads.centres, dtype=dtype)[cp_bead]
-    mirror = torch.ones(state.hand.shape + (3,), dtype=dtype)
-    mirror[..., 2] = torch.as_tensor(state.hand)
-    vectors = torch.as_tensor(beads.cp_vectors, dtype=dtype) * mirror[:, cp_bead]  # R x M x 3
-    a, b = torch.as_tensor(pairs.a), torch.as_tensor(pairs.b)
-    shift = torch.as_tensor(pairs.shift, dtype=dtype)
-    optimiser = torch.optim.Adam([q, t], lr=settings.learning_rate)
-    for sigma in np.geomspace(sigma_start, settings.sigma_end, steps):
-        rot = _quaternion_matrix(q)[:, cp_bead]  # R x M x 3 x 3
-        p = centres + t[:, cp_bead] + torch.einsum("rmij,rmj->rmi", rot, vectors)
-        d2 = ((p[:, b] + shift - p[:, a]) ** 2).sum(-1)
-        g = torch.exp(-d2 / (2 * sigma ** 2))
+class _Overlap:
+    """The annealing loss of a batch of configurations and its gradient, written out by hand: on these
+    small arrays numpy runs an optimisation step several times faster than torch's autograd (whose
+    per-operation overhead dominated the assembly's CPU time)."""
+
+    def __init__(self, beads: _Beads, pairs: _Pairs, hand: np.ndarray, translation_weight: float):
+        self.cp_bead, self.a, self.b, self.shift = beads.cp_bead, pairs.a, pairs.b, pairs.shift
+        self.centres = beads.centres[beads.cp_bead]
+        mirror = np.ones(hand.shape + (3,))
+        mirror[..., 2] = hand
+        self.vectors = beads.cp_vectors * mirror[:, beads.cp_bead]  # R x M x 3
+        self.starts = np.searchsorted(beads.cp_bead, np.arange(len(beads.bbs)))  # cp_bead is sorted
+        self.weight = translation_weight
+
+    def __call__(self, q: np.ndarray, t: np.ndarray, sigma: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """Loss (minus the saturated overlap plus the translation penalty) and its gradients in q and t."""
+        norm = np.linalg.norm(q, axis=-1, keepdims=True)
+        u = q / norm
+        rot = _quaternion_matrix(u)  # R x B x 3 x 3
+        p = self.centres + t[:, self.cp_bead] + np.einsum("rmij,rmj->rmi", rot[:, self.cp_bead], self.vectors)
+        d = p[:, self.b] + self.shift - p[:, self.a]  # R x P x 3
+        g = np.exp(-(d * d).sum(-1) / (2 * sigma ** 2))
         # Overlap per CP, saturated: a CP gains little from a second partner, so a cluster of three CPs
         # scores no better per CP than a pair, and one-to-one pairings win.
-        f = torch.zeros(p.shape[:2], dtype=dtype).index_add_(1, a, g).index_add_(1, b, g)
-        overlap = (1 - torch.exp(-SATURATION * f)).sum()
+        f = np.zeros(p.shape[:2])
+        for end in (self.a, self.b):
+            f += _scatter(g, end, p.shape[1])
+        saturated = np.exp(-SATURATION * f)
         # Restarts are independent, so one summed loss optimises them all.
-        loss = -overlap + settings.translation_weight * (t ** 2).sum()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    q = q.detach().numpy()
-    return _State(q / np.linalg.norm(q, axis=-1, keepdims=True), state.hand, t.detach().numpy().copy())
+        loss = -(1 - saturated).sum() + self.weight * (t * t).sum()
+        df = -SATURATION * saturated  # R x M
+        dd = ((df[:, self.a] + df[:, self.b]) * g * (-1 / sigma ** 2))[..., None] * d  # R x P x 3
+        dp = _scatter(dd, self.b, p.shape[1]) - _scatter(dd, self.a, p.shape[1])  # R x M x 3
+        dt = np.add.reduceat(dp, self.starts, axis=1) + 2 * self.weight * t
+        drot = np.add.reduceat(dp[..., :, None] * self.vectors[..., None, :], self.starts, axis=1)  # R x B x 3 x 3
+        du = np.einsum("rbij,rbijc->rbc", drot, _quaternion_matrix_jacobian(u))
+        dq = (du - u * (u * du).sum(-1, keepdims=True)) / norm  # through the normalisation
+        return float(loss), dq, dt
+
+
+def _scatter(x: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """out[:, index[k]] += x[:, k] for x of shape R x P (x 3), out of shape R x n (x 3)."""
+    r = x.shape[0]
+    flat = (np.arange(r)[:, None] * n + index).ravel()
+    columns = x.reshape(r * len(index), -1).T
+    out = np.stack([np.bincount(flat, weights=c, minlength=r * n) for c in columns], -1)
+    return out.reshape((r, n) + x.shape[2:])
+
+
+def _anneal(beads: _Beads, pairs: _Pairs, state: _State, steps: int, sigma_start: float,
+            settings: CGAssemblySettings) -> _State:
+    """Adam (as torch.optim.Adam with its defaults) on the Gaussian overlap of candidate CP pairs, its
+    width shrinking geometrically."""
+    loss = _Overlap(beads, pairs, state.hand, settings.translation_weight)
+    params = [state.q.copy(), state.t.copy()]
+    moments = [[np.zeros_like(x), np.zeros_like(x)] for x in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step, sigma in enumerate(np.geomspace(sigma_start, settings.sigma_end, steps), start=1):
+        _, *grads = loss(*params, sigma)
+        for x, grad, (m, v) in zip(params, grads, moments):
+            m *= beta1
+            m += (1 - beta1) * grad
+            v *= beta2
+            v += (1 - beta2) * grad * grad
+            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** step) + eps
+            x -= settings.learning_rate / (1 - beta1 ** step) * m / denom
+    q, t = params
+    return _State(q / np.linalg.norm(q, axis=-1, keepdims=True), state.hand, t)
 
 
 @dataclass(frozen=True)
@@ -408,7 +461,7 @@ def _refine(beads: _Beads, orientation: np.ndarray, t: np.ndarray, bonds: _Bonds
         new = _cp_positions(beads, orientation, t)
         moved = np.abs(new - p).max()
         p = new
-        if moved < 1e-6:
+        if moved < settings.refine_tolerance:
             break
     return orientation, t
 
