@@ -165,12 +165,16 @@ def test_update_fine_tunes_on_the_best_and_bumps_the_version(generator, rows):
 
 def test_metrics_count_duplicates_and_training_structures(rows):
     a = {"status": "valid", "cg": rows[0]["cg"], "descriptors": rows[0]["descriptors"]}
-    b = {"status": "valid", "cg": rows[1]["cg"], "descriptors": {**rows[1]["descriptors"], "pld": 99.0}}
+    b = {"status": "valid", "cg": rows[1]["cg"],
+         "descriptors": {**rows[1]["descriptors"], "density_g_cm3": rows[1]["descriptors"]["density_g_cm3"] + 0.1}}
     bad = {"status": "invalid", "reason": "overlap"}
     m = generation_metrics([a, a, b, bad], rows, cpu_s=2.0)
     assert m["validity"] == 0.75 and m["uniqueness"] == round(2 / 3, 4) and m["novelty"] == round(1 / 3, 4)
     assert m["valid_per_cpu_s"] == 1.5 and m["invalid_reasons"] == {"overlap": 1}
     assert fingerprint(rows[0]["cg"], rows[0]["descriptors"]) != fingerprint(rows[1]["cg"], rows[1]["descriptors"])
+    # a training MOF reassembled with its beads moved: same blocks and density, another PLD; not new
+    moved = {**rows[0]["descriptors"], "pld": rows[0]["descriptors"]["pld"] + 0.7}
+    assert generation_metrics([{"status": "valid", "cg": rows[0]["cg"], "descriptors": moved}], rows, 1.0)["novelty"] == 0
 
 
 def test_save_and_load_give_the_same_samples(generator, tmp_path):
