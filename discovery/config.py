@@ -45,11 +45,15 @@ class ProposerConfig:
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     table: str | None = None  # kind "table": a pool table (None: the committed one)
     model: str = "models/generator"  # kind "diffusion": a trained generator; trained here first when missing
-    train_steps: int = bounded(4000, 1)  # ... with this many steps
-    # kind "diffusion": "edit" re-noises the best MOFs so far (at first the training set's best) to
-    # ``strength`` of the diffusion run and denoises them; "denovo" samples from the prior
+    # ... with this many steps (about 20 min on two threads; docs/generator.md has what 4,000 gave)
+    train_steps: int = bounded(12000, 1)
+    # kind "diffusion": "edit" re-noises the best MOFs so far (at first the training set's best) and
+    # denoises them: bead positions from ``strength`` of the diffusion run, building blocks from
+    # ``block_strength`` (docs/generator.md has the measurements behind 0.3 and 0.6); "denovo" samples from
+    # the prior
     mode: str = choice("edit", "denovo", default="edit")
-    strength: float = bounded(0.5, 0.01, 1.0)
+    strength: float = bounded(0.3, 0.01, 1.0)
+    block_strength: float = bounded(0.6, 0.01, 1.0)
     steer: int = bounded(4, 1)  # mode "denovo": best of this many latents per sample (1: no steering)
     finetune_after: int = bounded(8, 1)  # kind "diffusion": fine-tune once this many new results are in
 

@@ -272,7 +272,8 @@ def test_diffusion_generator_in_the_loop(by_value, ray_session, tmp_path):
     assert main(["train", "generator", "--steps", "200", "--embedding-epochs", "2", "--hidden", "32", "--layers", "2",
                  "--diffusion-steps", "20", "--out", str(model), "--json"]) == 0
     config = _config(budget=12, batch_size=4, oracle__kind="raspa", proposer={
-        "kind": "diffusion", "model": str(model), "candidates_per_round": 8, "finetune_after": 2, "strength": 0.05})
+        "kind": "diffusion", "model": str(model), "candidates_per_round": 8, "finetune_after": 2, "strength": 0.05,
+        "block_strength": 0.05})
     campaign = Campaign.from_config(config, run_dir=tmp_path / "run", oracle=DensityTestOracle())
     report = campaign.run(progress=False)
     campaign.close()

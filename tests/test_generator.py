@@ -11,7 +11,7 @@ import torch
 
 from discovery.generator.denoiser import periodic_knn
 from discovery.generator.diffusion import Schedule
-from discovery.generator.generator import DiffusionGenerator
+from discovery.generator.generator import DiffusionGenerator, round_robin
 from discovery.generator.metrics import fingerprint, generation_metrics
 from discovery.generator.model import CGDiffusion, ModelSettings, Normaliser, collate, lattice_from_invariants
 from discovery.generator.train import examples_from_rows, fit, training_rows
@@ -151,6 +151,29 @@ def test_edits_keep_the_parent_cell_and_bead_count(generator, examples):
         assert np.allclose(s.lattice, parent.lattice, atol=1e-4) and len(s.bb_ids) == len(parent.frac)
     with pytest.raises(Exception, match="strength"):
         generator.sample(1, parents=parents, strength=0.0)
+    with pytest.raises(Exception, match="block_strength"):
+        generator.sample(1, parents=parents, block_strength=1.5)
+
+
+def test_parents_are_edited_in_a_shuffled_round_robin():
+    pick = round_robin(5, 12, torch.Generator().manual_seed(0))
+    assert len(pick) == 12 and sorted(pick[:5]) == sorted(pick[5:10]) == list(range(5))
+    assert len(set(pick[10:])) == 2
+
+
+def test_edit_strengths_act_on_positions_and_blocks_separately(generator):
+    parents = generator.replay[:2]
+    by_id = {p.id: p for p in parents}
+    blocks = {p.id: tuple(generator.embedding.decode(p.embeddings)) for p in parents}
+
+    def moved(s):  # largest bead displacement from the parent (minimum image, A)
+        d = (s.frac - by_id[s.parent].frac + 0.5) % 1.0 - 0.5
+        return np.linalg.norm(d @ s.lattice, axis=1).max()
+
+    fixed_blocks = generator.sample(4, seed=3, parents=parents, strength=1.0, block_strength=0.01)
+    assert all(s.bb_ids == blocks[s.parent] for s in fixed_blocks)  # blocks barely noised: kept
+    fixed_beads = generator.sample(4, seed=3, parents=parents, strength=0.01, block_strength=1.0)
+    assert max(map(moved, fixed_beads)) < 0.5 < min(map(moved, fixed_blocks))
 
 
 def test_update_fine_tunes_on_the_best_and_bumps_the_version(generator, rows):
@@ -174,7 +197,8 @@ def test_metrics_count_duplicates_and_training_structures(rows):
     assert fingerprint(rows[0]["cg"], rows[0]["descriptors"]) != fingerprint(rows[1]["cg"], rows[1]["descriptors"])
     # a training MOF reassembled with its beads moved: same blocks and density, another PLD; not new
     moved = {**rows[0]["descriptors"], "pld": rows[0]["descriptors"]["pld"] + 0.7}
-    assert generation_metrics([{"status": "valid", "cg": rows[0]["cg"], "descriptors": moved}], rows, 1.0)["novelty"] == 0
+    jiggled = {"status": "valid", "cg": rows[0]["cg"], "descriptors": moved}
+    assert generation_metrics([jiggled], rows, 1.0)["novelty"] == 0
 
 
 def test_save_and_load_give_the_same_samples(generator, tmp_path):

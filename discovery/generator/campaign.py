@@ -71,7 +71,7 @@ class CampaignGenerator:
             log.info("generator fine-tuned: %s", info)
         samples = self.generator.sample(n, seed=self.seed * 100_003 + round_index, steer=self.config.steer,
                                         parents=self._parents(labelled) if self.config.mode == "edit" else (),
-                                        strength=self.config.strength)
+                                        strength=self.config.strength, block_strength=self.config.block_strength)
         skip = set(exclude)
         return [{**r, "generator": f"diffusion-v{self.generator.version}"}
                 for r in self.generator.prepare([s for s in samples if s.id not in skip])]

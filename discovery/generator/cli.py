@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Callable
 
+from ..config import ProposerConfig
+
 DATA_HELP = "a pool table or a dataset directory with CG views (default: the committed pool table)"
 
 
@@ -32,9 +34,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     parents = (generator.elite if high else generator.replay) if args.mode == "edit" else ()
     steer = args.steer if high else 1
     records, cpu = generate(generator, args.n, seed=args.seed, steer=steer, parents=parents,
-                            strength=args.strength, progress=not args.json)
+                            strength=args.strength, block_strength=args.block_strength, progress=not args.json)
+    edit = args.mode == "edit"
     metrics = {**generation_metrics(records, training, cpu), "generator_version": generator.version,
-               "mode": args.mode, "strength": args.strength if args.mode == "edit" else None,
+               "mode": args.mode, "strength": args.strength if edit else None,
+               "block_strength": args.block_strength if edit else None,
                "condition": args.condition, "steer": steer if args.mode == "denovo" else None, "seed": args.seed}
     write_generated(records, args.out, metrics)
     if args.json:
@@ -50,9 +54,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .pipeline import benchmark_generator
 
     result = benchmark_generator(args.model, n=args.n, seed=args.seed, source=args.data, strength=args.strength,
-                                 progress=not args.json)
+                                 block_strength=args.block_strength, progress=not args.json)
     print(json.dumps(result, indent=None if args.json else 1))
     return 0
+
+
+def _edit_arguments(sp: argparse.ArgumentParser) -> None:
+    default = ProposerConfig()
+    sp.add_argument("--strength", type=float, default=default.strength,
+                    help="edit: fraction of the diffusion run from which bead positions are denoised (0-1]")
+    sp.add_argument("--block-strength", type=float, default=default.block_strength,
+                    help="edit: the same for the building blocks (0-1]")
 
 
 def register(train, sub, benchmarks, add: Callable) -> None:
@@ -60,7 +72,8 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp = add(train, "generator", cmd_train, "train the MOF diffusion generator (BB embeddings + CG diffusion)")
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--out", default="models/generator", help="model directory")
-    sp.add_argument("--steps", type=int, default=4000, help="training steps (batches of 32 MOFs)")
+    sp.add_argument("--steps", type=int, default=ProposerConfig().train_steps,
+                    help="training steps (batches of 32 MOFs)")
     sp.add_argument("--embedding-epochs", type=int, default=300)
     sp.add_argument("--hidden", type=int, default=96)
     sp.add_argument("--layers", type=int, default=3)
@@ -77,7 +90,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--condition", choices=["high_co2", "none"], default="high_co2",
                     help="high_co2: edit the training set's top decile by CO2 K_H, or (denovo) keep the latent "
                          "the property head ranks best of --steer; none: random training MOFs / prior latents")
-    sp.add_argument("--strength", type=float, default=0.5, help="edit: fraction of the diffusion run (0-1]")
+    _edit_arguments(sp)
     sp.add_argument("--steer", type=int, default=4, help="denovo with high_co2: latents drawn per sample")
     sp.add_argument("--data", help=DATA_HELP + "; novelty is measured against it")
     sp.add_argument("--seed", type=int, default=0)
@@ -86,6 +99,6 @@ def register(train, sub, benchmarks, add: Callable) -> None:
              "validity, uniqueness, novelty, valid MOFs per CPU-second and the retrain lift of the generator")
     sp.add_argument("--model", default="models/generator", help="trained here first if missing")
     sp.add_argument("--n", type=int, default=200, help="samples per measurement")
-    sp.add_argument("--strength", type=float, default=0.5, help="edit strength (the loop's default mode)")
+    _edit_arguments(sp)
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--seed", type=int, default=0)

@@ -25,12 +25,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..config import ProposerConfig
 from ..designspace import DesignSpace
 from ..errors import DiscoveryError
 from .model import CGDiffusion, CGExample
 from .train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
+DEFAULTS = ProposerConfig()  # the proposer's defaults: edit strengths, training steps
 
 
 @dataclass(frozen=True)
@@ -92,20 +94,23 @@ class DiffusionGenerator:
 
     # ---- sampling ------------------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0, steer: int = 1, parents: Sequence[CGExample] = (),
-               strength: float = 0.5) -> list[CGSample]:
+               strength: float = DEFAULTS.strength,
+               block_strength: float | None = DEFAULTS.block_strength) -> list[CGSample]:
         """``n`` CG samples. De novo without ``parents`` (``steer`` > 1 keeps the best of ``steer`` prior
-        latents per sample); with ``parents``, SDEdit of parents drawn at random (``strength`` in (0, 1]:
-        the fraction of the diffusion run from the noised parent)."""
+        latents per sample); with ``parents``, SDEdit of the parents in a shuffled round robin (``strength``
+        in (0, 1]: the fraction of the diffusion run from which bead positions are denoised; ``block_strength``
+        that of the building blocks, None: ``strength``)."""
         if n < 1 or steer < 1:
             raise DiscoveryError(f"sample needs n >= 1 and steer >= 1, got n={n}, steer={steer}")
-        if parents and not 0 < strength <= 1:
-            raise DiscoveryError(f"strength must be in (0, 1], got {strength}")
+        for name, value in (("strength", strength), ("block_strength", block_strength)):
+            if parents and value is not None and not 0 < value <= 1:
+                raise DiscoveryError(f"{name} must be in (0, 1], got {value}")
         snap = self._snapper() if self.snap else None
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(int(seed))  # the caller's seed decides every draw; global state is left alone
             if parents:
-                pick = torch.randint(len(parents), (n,)).tolist()
-                z, raw = self.model.edit([parents[i] for i in pick], strength, snap=snap)
+                pick = round_robin(len(parents), n)
+                z, raw = self.model.edit([parents[i] for i in pick], strength, snap, block_strength)
                 predicted = self.model.predict_property(z)
                 origins = [parents[i].id for i in pick]
             else:
@@ -160,6 +165,13 @@ class DiffusionGenerator:
                 for r in results]
         examples, _ = examples_from_rows(rows, self.embedding.vector)
         return [e for e in examples if math.isfinite(e.label)]
+
+
+def round_robin(n_parents: int, n: int, generator: torch.Generator | None = None) -> list[int]:
+    """``n`` parent indices in shuffled passes over all parents: each is edited once before any is edited
+    twice, so that the children of one parent (which often keep its blocks) do not crowd out the others."""
+    passes = -(-n // n_parents)
+    return torch.cat([torch.randperm(n_parents, generator=generator) for _ in range(passes)])[:n].tolist()
 
 
 def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_probe: bool = True) -> dict[str, Any]:

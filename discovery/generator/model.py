@@ -158,23 +158,29 @@ class CGDiffusion(nn.Module):
 
     @torch.no_grad()
     def edit(self, examples: Sequence[CGExample], strength: float,
-             snap: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, list[dict]]:
-        """SDEdit (Meng et al., ICLR 2022): noise each example's beads to step ``strength * T`` and denoise them,
-        conditioned on the example's own latent. Low strength keeps the framework and swaps a few building
-        blocks or moves beads; strength 1 is de novo generation in the example's cell. Returns the latents
-        and the crystals (as ``sample``)."""
+             snap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             block_strength: float | None = None) -> tuple[torch.Tensor, list[dict]]:
+        """SDEdit (Meng et al., ICLR 2022): noise each example's bead positions to step ``strength * T`` and its
+        building-block embeddings to step ``block_strength * T`` (default: ``strength``), and denoise them,
+        conditioned on the example's own latent; each part stays as noised until the reverse run reaches its
+        step. Low strength keeps the framework and swaps a few building blocks or moves beads; strength 1 is de
+        novo generation in the example's cell. Returns the latents and the crystals (as ``sample``)."""
         b = collate(list(examples), self.normaliser)
         z, _ = self.encode(b)
-        start = max(1, min(self.settings.steps, round(strength * self.settings.steps)))
-        t = torch.full((len(examples),), start)
-        pos, _ = self._noise_positions(b, t)
-        emb, _ = noise_embeddings(b["emb"], self.alpha_bars[t - 1][b["batch"]])
-        pos, emb = self._reverse(z, b["lattice"], b["batch"], pos, emb, start, snap)
+        pos_start, emb_start = (max(1, min(self.settings.steps, round(s * self.settings.steps)))
+                                for s in (strength, strength if block_strength is None else block_strength))
+        pos, _ = self._noise_positions(b, torch.full((len(examples),), pos_start))
+        emb, _ = noise_embeddings(b["emb"], self.alpha_bars[emb_start - 1].expand(len(b["batch"])))
+        pos, emb = self._reverse(z, b["lattice"], b["batch"], pos, emb, max(pos_start, emb_start), snap,
+                                 pos_start, emb_start)
         return z, self._split(b["lattice"], pos, emb, b["counts"].long())
 
-    def _reverse(self, z, lattice, batch, pos, emb, start: int, snap) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ancestral steps from ``start`` down to a clean sample."""
+    def _reverse(self, z, lattice, batch, pos, emb, start: int, snap, pos_start: int | None = None,
+                 emb_start: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ancestral steps from ``start`` down to a clean sample; positions move from step ``pos_start`` down,
+        embeddings from ``emb_start`` down (both default to ``start``)."""
         scale = lattice.det().abs().pow(1 / 3)[batch]
+        pos_start, emb_start = pos_start or start, emb_start or start
         for step in range(start, 0, -1):
             t = torch.full((len(z),), step)
             eps_hat, vec = self.denoise(emb, pos, t, z, batch, lattice)
@@ -185,8 +191,10 @@ class CGDiffusion(nn.Module):
                 e0 = snap(e0)
             if step > 1:
                 prev = self.sigmas[step - 2] * scale
-                pos = _wrap(ve_posterior_step(pos, vec * sig[:, None], sig, prev), lattice[batch])
-                emb = ddpm_posterior(emb, e0, a_t, self.alpha_bars[step - 2].expand(len(batch)))
+                if step <= pos_start:
+                    pos = _wrap(ve_posterior_step(pos, vec * sig[:, None], sig, prev), lattice[batch])
+                if step <= emb_start:
+                    emb = ddpm_posterior(emb, e0, a_t, self.alpha_bars[step - 2].expand(len(batch)))
             else:
                 pos = _wrap(pos + vec * sig[:, None], lattice[batch])
                 emb = e0
