@@ -24,10 +24,9 @@ The settings are ``cg_assembly.CGAssemblySettings``; orientations are proper rot
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import math
 
 import numpy as np
 from pymatgen.core import Lattice
