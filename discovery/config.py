@@ -55,6 +55,9 @@ class ProposerConfig:
     strength: float = bounded(0.3, 0.01, 1.0)
     block_strength: float = bounded(0.6, 0.01, 1.0)
     steer: int = bounded(4, 1)  # mode "denovo": best of this many latents per sample (1: no steering)
+    # once fine-tuned, sampling amplifies by this factor what fine-tuning changed in the building blocks
+    # (1: the fine-tuned model alone; docs/generator.md has the retrain lift at 1, 2 and 3)
+    guidance: float = bounded(2.0, 1.0)
     finetune_after: int = bounded(8, 1)  # kind "diffusion": fine-tune once this many new results are in
 
 

@@ -201,10 +201,31 @@ def test_metrics_count_duplicates_and_training_structures(rows):
     assert generation_metrics([jiggled], rows, 1.0)["novelty"] == 0
 
 
+def test_guidance_by_the_model_before_fine_tuning(generator, rows):
+    import copy
+
+    tuned = copy.deepcopy(generator)
+    assert tuned.reference is None or tuned.version > 1
+    tuned.reference, tuned.version = None, 1
+    tuned.update([{"id": r["id"], "cg": r["cg"], "values": r["labels"]} for r in rows[:12]])
+    assert tuned.reference is not None  # the model as it was before fine-tuning
+    assert any((a != b).any() for a, b in zip(tuned.model.parameters(), tuned.reference.parameters()))
+    parents = tuned.replay[:3]
+    tuned.snap = False  # compare the raw block vectors, not only the blocks they decode to
+    tuned.guidance = 1.0  # the fine-tuned model alone
+    plain = tuned.sample(3, seed=5, parents=parents)
+    reference, tuned.reference = tuned.reference, None
+    assert [s.id for s in tuned.sample(3, seed=5, parents=parents)] == [s.id for s in plain]
+    tuned.reference, tuned.guidance = reference, 3.0
+    guided = tuned.sample(3, seed=5, parents=parents)
+    assert any(not np.allclose(g.decode_distance, p.decode_distance) for g, p in zip(guided, plain))
+
+
 def test_save_and_load_give_the_same_samples(generator, tmp_path):
     generator.save(tmp_path / "g")
     again = DiffusionGenerator.load(tmp_path / "g")
     assert again.version == generator.version
+    again.reference = generator.reference  # not saved: the model before fine-tuning, kept by its owner
     assert [s.id for s in again.sample(2, seed=4)] == [s.id for s in generator.sample(2, seed=4)]
 
 

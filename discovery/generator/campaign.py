@@ -38,6 +38,7 @@ class CampaignGenerator:
         torch.set_num_threads(1)  # the oracle workers have the cores
         self.config, self.seed = config, seed
         self.generator: DiffusionGenerator = load_generator(config.model, seed=seed)
+        self.generator.guidance = config.guidance
         self.versions = Path(run_dir) / "generator" if run_dir else None
         self.tuned_on = 0
         self._resume()
@@ -49,7 +50,8 @@ class CampaignGenerator:
         if saved:
             base = self.generator
             self.generator = DiffusionGenerator.load(saved[-1].parent, base.replay)
-            self.generator.elite = base.elite
+            self.generator.elite, self.generator.reference = base.elite, base.model  # base: never fine-tuned
+            self.generator.guidance = base.guidance
             self.tuned_on = json.loads(saved[-1].read_text())["meta"].get("tuned_on", 0)
 
     def _parents(self, labelled: Sequence[Mapping[str, Any]]) -> list:

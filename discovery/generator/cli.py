@@ -54,7 +54,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .pipeline import benchmark_generator
 
     result = benchmark_generator(args.model, n=args.n, seed=args.seed, source=args.data, strength=args.strength,
-                                 block_strength=args.block_strength, progress=not args.json)
+                                 block_strength=args.block_strength, guidance=args.guidance, progress=not args.json)
     print(json.dumps(result, indent=None if args.json else 1))
     return 0
 
@@ -100,5 +100,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--model", default="models/generator", help="trained here first if missing")
     sp.add_argument("--n", type=int, default=200, help="samples per measurement")
     _edit_arguments(sp)
+    sp.add_argument("--guidance", type=float, default=ProposerConfig().guidance,
+                    help="after fine-tuning: amplify what it changed in the building blocks by this factor")
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--seed", type=int, default=0)

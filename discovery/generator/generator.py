@@ -15,6 +15,7 @@ while de novo samples do not yet assemble (docs/generator.md has the figures).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import time
@@ -28,7 +29,7 @@ import torch
 from ..config import ProposerConfig
 from ..designspace import DesignSpace
 from ..errors import DiscoveryError
-from .model import CGDiffusion, CGExample
+from .model import CGDiffusion, CGExample, Guide
 from .train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
@@ -69,6 +70,10 @@ class DiffusionGenerator:
     finetune: FineTuneSettings = field(default_factory=FineTuneSettings)
     space: DesignSpace = field(default_factory=DesignSpace)
     snap: bool = True  # clamp clean-embedding estimates to real building blocks while sampling
+    # the model before its first fine-tuning; once there is one, sampling amplifies what fine-tuning changed
+    # in the building blocks by ``guidance`` (model.Guide; 1: no guidance)
+    reference: CGDiffusion | None = None
+    guidance: float = DEFAULTS.guidance
 
     def _snapper(self) -> Callable[[torch.Tensor], torch.Tensor]:
         table = self.model.standardise(self.embedding.vectors)  # the library, as the model sees it
@@ -110,7 +115,7 @@ class DiffusionGenerator:
             torch.manual_seed(int(seed))  # the caller's seed decides every draw; global state is left alone
             if parents:
                 pick = round_robin(len(parents), n)
-                z, raw = self.model.edit([parents[i] for i in pick], strength, snap, block_strength)
+                z, raw = self.model.edit([parents[i] for i in pick], strength, snap, block_strength, self._guide())
                 predicted = self.model.predict_property(z)
                 origins = [parents[i].id for i in pick]
             else:
@@ -119,8 +124,11 @@ class DiffusionGenerator:
                 if steer > 1:
                     keep = predicted.argsort(descending=True)[:n]
                     z, predicted = z[keep], predicted[keep]
-                raw, origins = self.model.sample(z, snap=snap), [None] * n
+                raw, origins = self.model.sample(z, snap=snap, guide=self._guide()), [None] * n
         return [self._decode(r, float(p), o) for r, p, o in zip(raw, predicted, origins)]
+
+    def _guide(self) -> Guide | None:
+        return Guide(self.reference, self.guidance) if self.reference is not None and self.guidance != 1 else None
 
     def _decode(self, raw: Mapping[str, np.ndarray], predicted: float, parent: str | None) -> CGSample:
         bb_ids = self.embedding.decode(raw["embeddings"])
@@ -149,6 +157,8 @@ class DiffusionGenerator:
         best = examples[:k]
         rng = np.random.default_rng(seed)
         replay = [self.replay[i] for i in rng.permutation(len(self.replay))[:self.finetune.replay]]
+        if self.reference is None:  # keep the model as it was before any fine-tuning, for guidance
+            self.reference = copy.deepcopy(self.model).eval()
         t0 = time.process_time()
         losses = fit(self.model, best + replay, self.finetune.steps, lr=self.finetune.lr, seed=seed,
                      batch_size=min(32, len(best) + len(replay)), desc="fine-tune")

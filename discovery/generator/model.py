@@ -70,6 +70,16 @@ class Normaliser:
                    float(y.std() + 1e-6) if len(y) > 1 else 1.0)
 
 
+@dataclass(frozen=True)
+class Guide:
+    """Guidance of the building-block noise estimate by a reference model (the generator before it was
+    fine-tuned): eps = eps_ref + weight * (eps - eps_ref), which amplifies what fine-tuning changed, as
+    classifier-free guidance amplifies a condition. Weight 1 is the fine-tuned model alone."""
+
+    model: "CGDiffusion"
+    weight: float
+
+
 class CGDiffusion(nn.Module):
     def __init__(self, settings: ModelSettings, normaliser: Normaliser) -> None:
         super().__init__()
@@ -140,8 +150,8 @@ class CGDiffusion(nn.Module):
 
     # ---- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, snap: Callable[[torch.Tensor], torch.Tensor] | None = None
-               ) -> list[dict[str, np.ndarray]]:
+    def sample(self, z: torch.Tensor, snap: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               guide: Guide | None = None) -> list[dict[str, np.ndarray]]:
         """De novo: one CG crystal per latent row, its lattice and bead count predicted from the latent, beads
         drawn from the prior. Returns per crystal lattice (3 x 3), frac (n x 3) and embeddings (n x D,
         de-standardised). ``snap`` maps clean-embedding estimates (standardised) to the nearest real ones.
@@ -153,13 +163,13 @@ class CGDiffusion(nn.Module):
         batch = torch.repeat_interleave(torch.arange(len(z)), counts)
         pos = torch.einsum("ni,nij->nj", torch.rand(len(batch), 3), lattice[batch])
         emb = torch.randn(len(batch), self.settings.emb_dim)
-        pos, emb = self._reverse(z, lattice, batch, pos, emb, self.settings.steps, snap)
+        pos, emb = self._reverse(z, lattice, batch, pos, emb, self.settings.steps, snap, guide=guide, z_ref=z)
         return self._split(lattice, pos, emb, counts)
 
     @torch.no_grad()
     def edit(self, examples: Sequence[CGExample], strength: float,
              snap: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             block_strength: float | None = None) -> tuple[torch.Tensor, list[dict]]:
+             block_strength: float | None = None, guide: Guide | None = None) -> tuple[torch.Tensor, list[dict]]:
         """SDEdit (Meng et al., ICLR 2022): noise each example's bead positions to step ``strength * T`` and its
         building-block embeddings to step ``block_strength * T`` (default: ``strength``), and denoise them,
         conditioned on the example's own latent; each part stays as noised until the reverse run reaches its
@@ -171,19 +181,25 @@ class CGDiffusion(nn.Module):
                                 for s in (strength, strength if block_strength is None else block_strength))
         pos, _ = self._noise_positions(b, torch.full((len(examples),), pos_start))
         emb, _ = noise_embeddings(b["emb"], self.alpha_bars[emb_start - 1].expand(len(b["batch"])))
+        z_ref = guide.model.encode(b)[0] if guide is not None else None
         pos, emb = self._reverse(z, b["lattice"], b["batch"], pos, emb, max(pos_start, emb_start), snap,
-                                 pos_start, emb_start)
+                                 pos_start, emb_start, guide, z_ref)
         return z, self._split(b["lattice"], pos, emb, b["counts"].long())
 
     def _reverse(self, z, lattice, batch, pos, emb, start: int, snap, pos_start: int | None = None,
-                 emb_start: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 emb_start: int | None = None, guide: Guide | None = None,
+                 z_ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Ancestral steps from ``start`` down to a clean sample; positions move from step ``pos_start`` down,
-        embeddings from ``emb_start`` down (both default to ``start``)."""
+        embeddings from ``emb_start`` down (both default to ``start``); ``guide`` (with the reference model's
+        latents ``z_ref``) steers the building blocks."""
         scale = lattice.det().abs().pow(1 / 3)[batch]
         pos_start, emb_start = pos_start or start, emb_start or start
         for step in range(start, 0, -1):
             t = torch.full((len(z),), step)
             eps_hat, vec = self.denoise(emb, pos, t, z, batch, lattice)
+            if guide is not None:
+                eps_ref, _ = guide.model.denoise(emb, pos, t, z_ref, batch, lattice)
+                eps_hat = eps_ref + guide.weight * (eps_hat - eps_ref)
             sig = self.sigmas[step - 1] * scale
             a_t = self.alpha_bars[step - 1].expand(len(batch))
             e0 = clean_estimate(emb, eps_hat, a_t).clamp(-4, 4)  # embeddings are standardised
