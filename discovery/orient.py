@@ -107,5 +107,5 @@ def _min_ratios(points: np.ndarray, radii: np.ndarray, near: np.ndarray, near_r:
 
 
 def _min_ratio(points: np.ndarray, radii: np.ndarray, near: np.ndarray, near_r: np.ndarray) -> float:
-    d = np.linalg.norm(points[:, None, :] - near[None, :, :], axis=2)
-    return float((d / (radii[:, None] + near_r[None, :])).min())
+    """The smallest distance / (r_i + r_j) between ``points`` (n x 3) and ``near``."""
+    return float(_min_ratios(points[None], radii, near, near_r)[0])

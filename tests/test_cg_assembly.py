@@ -171,5 +171,7 @@ def test_spin_scan_matches_one_angle_at_a_time():
     turned = _rotations(points, axis, angles)
     for k, a in enumerate(angles):
         assert np.allclose(turned[k], _rotate(points, axis, a))
-    assert np.allclose(_min_ratios(turned, radii, near, near_r),
-                       [_min_ratio(x, radii, near, near_r) for x in turned])
+    brute = [min(np.linalg.norm(p - q) / (r + s) for p, r in zip(x, radii) for q, s in zip(near, near_r))
+             for x in turned]
+    assert np.allclose(_min_ratios(turned, radii, near, near_r), brute)
+    assert _min_ratio(turned[3], radii, near, near_r) == pytest.approx(brute[3])

@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..config import ProposerConfig
 
+PROPOSER = ProposerConfig()  # defaults shared with the campaign config
 DATA_HELP = "a pool table or a dataset directory with CG views (default: the committed pool table)"
 
 
@@ -60,10 +61,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _edit_arguments(sp: argparse.ArgumentParser) -> None:
-    default = ProposerConfig()
-    sp.add_argument("--strength", type=float, default=default.strength,
+    sp.add_argument("--strength", type=float, default=PROPOSER.strength,
                     help="edit: fraction of the diffusion run from which bead positions are denoised (0-1]")
-    sp.add_argument("--block-strength", type=float, default=default.block_strength,
+    sp.add_argument("--block-strength", type=float, default=PROPOSER.block_strength,
                     help="edit: the same for the building blocks (0-1]")
 
 
@@ -72,7 +72,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp = add(train, "generator", cmd_train, "train the MOF diffusion generator (BB embeddings + CG diffusion)")
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--out", default="models/generator", help="model directory")
-    sp.add_argument("--steps", type=int, default=ProposerConfig().train_steps,
+    sp.add_argument("--steps", type=int, default=PROPOSER.train_steps,
                     help="training steps (batches of 32 MOFs)")
     sp.add_argument("--embedding-epochs", type=int, default=300)
     sp.add_argument("--hidden", type=int, default=96)
@@ -100,7 +100,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--model", default="models/generator", help="trained here first if missing")
     sp.add_argument("--n", type=int, default=200, help="samples per measurement")
     _edit_arguments(sp)
-    sp.add_argument("--guidance", type=float, default=ProposerConfig().guidance,
+    sp.add_argument("--guidance", type=float, default=PROPOSER.guidance,
                     help="after fine-tuning: amplify what it changed in the building blocks by this factor")
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--seed", type=int, default=0)
