@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 
 # The quickstart campaign: diffusion-generator proposals, GNN surrogate, BoTorch, the real RASPA3 oracle, on
 # local Ray; state in runs/quickstart-TIME, tracking in ./mlruns. The generator is trained first when
-# models/generator is missing (about 12 CPU-minutes). RAY_AUTH_MODE=disabled: no token in $HOME.
+# models/generator is missing (about 12 CPU-minutes). Ray runs with token
+# authentication (agents/runtime.py): a local instance uses ~/.ray/auth_token, created owner-only when missing.
 demo: venv
 	test -f models/generator/model.json || OMP_NUM_THREADS=1 $(BIN)/discovery train generator --out models/generator
-	RAY_AUTH_MODE=disabled $(BIN)/discovery run configs/quickstart.yaml
+	$(BIN)/discovery run configs/quickstart.yaml
 
 test: venv
 	$(BIN)/pytest -q

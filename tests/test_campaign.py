@@ -147,7 +147,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(_config(budget=40, oracle__lookup_delay_s=0.4)))
     cli = [sys.executable, "-m", "discovery.cli"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = dict(os.environ)  # with the session's Ray token (conftest)
     subprocess.run([*cli, "run", str(config), "--run-dir", str(tmp_path / "whole"), "--no-mlflow", "--json"],
                    check=True, capture_output=True, env=env, timeout=600)
     proc = subprocess.Popen([*cli, "run", str(config), "--run-dir", str(tmp_path / "killed"), "--no-mlflow", "--json"],
@@ -204,7 +204,7 @@ def test_same_config_runs_on_a_two_node_cluster(tmp_path):
 
     config = json.dumps(_config(budget=16, oracle__lookup_delay_s=0.2, surrogate__min_train=20))
     out = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, config, str(tmp_path / "run")], check=True,
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+                         capture_output=True, text=True, timeout=600)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["evaluated"] == 16
     assert len(result["nodes"]) == 2
