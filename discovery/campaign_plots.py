@@ -2,7 +2,7 @@
 
 Both read the history table of ``campaign_report.history`` (one row per finished oracle evaluation, in
 order, with ``call``, ``status``, ``origin`` and one column per objective, all maximised) and write a PNG
-without a display. ``pareto_mask`` is plain numpy so that reports need no model library.
+without a display. The Pareto front is ``discovery.pareto.pareto_mask`` (plain numpy: no model library).
 """
 
 from __future__ import annotations
@@ -13,24 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-
-def pareto_mask(values: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``n x m`` values, all maximised.
-
-    A row is dominated when another is at least as good in every objective and better in one, so equal
-    rows (ties, duplicates) are all kept. A row with a NaN is never optimal and dominates nothing.
-    """
-    v = np.asarray(values, dtype=float)
-    if v.ndim == 1:
-        v = v[:, None]
-    valid = ~np.isnan(v).any(axis=1)
-    mask = valid.copy()
-    others = v[valid]
-    # one row at a time: O(n m) memory, fast enough for the few thousand evaluations of a campaign
-    for i in np.flatnonzero(valid):
-        dominates = (others >= v[i]).all(axis=1) & (others > v[i]).any(axis=1)
-        mask[i] = not dominates.any()
-    return mask
+from .pareto import pareto_mask
 
 
 def discovery_curve(history: pd.DataFrame, objectives: Sequence[str], path: str | Path,

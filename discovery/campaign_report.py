@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 from scipy.stats import norm
 
-from .campaign_plots import pareto_mask
 from .campaign_state import CampaignState
+from .pareto import pareto_mask
 
 
 def objective_names(state: CampaignState) -> tuple[str, ...]:

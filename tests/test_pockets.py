@@ -152,3 +152,20 @@ def test_parse_block_reads_the_trailing_sphere_list():
                                                                                      [0.5, 0.5, 0.5, 1.0]]
     with pytest.raises(RuntimeError):
         pockets._parse_block(progress)
+
+
+def test_pocket_images_fill_the_box_once_per_copy():
+    from discovery.pockets import pocket_images
+
+    matrix = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]])  # a skewed supercell of 2 unit cells
+    pockets = [Pocket((0.25, 0.5, 0.75), 3.0), ((-1e-12, 0.0, 0.999), 1.5)]  # Pockets or (centre, radius) pairs
+    images = np.array(pocket_images(pockets, matrix))
+    assert images.shape == (2 * 2, 4) and sorted(images[:, 3]) == [1.5, 1.5, 3.0, 3.0]
+    assert np.all(images[:, :3] >= -1e-9) and np.all(images[:, :3] < 1)
+    for centre, radius in ((p.centre_frac, p.radius_A) if isinstance(p, Pocket) else p for p in pockets):
+        mine = images[images[:, 3] == radius, :3]
+        unit = mine @ matrix - np.array(centre)  # box -> unit-cell fractions: the centre plus a lattice vector
+        assert np.allclose(unit, np.rint(unit), atol=1e-9)
+        apart = mine[0] - mine[1]
+        assert not np.allclose(apart, np.rint(apart))  # two different images, not one twice
+    assert pocket_images([], matrix) == ()

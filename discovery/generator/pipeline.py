@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..clock import cpu_seconds
 from ..errors import DiscoveryError
 from .generator import DEFAULTS, DiffusionGenerator, FineTuneSettings, prepare_sample, round_robin
 from .metrics import generation_metrics
@@ -92,12 +92,6 @@ def generate(generator: DiffusionGenerator, n: int, seed: int = 0, steer: int = 
                 bar.update()
                 bar.set_postfix(valid=sum(r["status"] == "valid" for r in records))
     return records, cpu_seconds() - t0
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (Zeo++ runs in a child process)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def write_generated(records: Sequence[dict[str, Any]], out: str | Path, metrics: dict[str, Any]) -> Path:
