@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -146,14 +148,14 @@ def cmd_dataset_summary(args: argparse.Namespace) -> int:
 def cmd_dataset_trajectories(args: argparse.Namespace) -> int:
     from .trajectories import build_trajectories
 
-    summary = build_trajectories(args.dir, args.out, n=args.n, charges=args.charges, seed=args.seed,
-                                 workers=args.workers, timeout_s=args.timeout, progress=not args.json)
+    summary = build_trajectories(args.dir, args.out, _oracle_settings(args), n=args.n, workers=args.workers,
+                                 timeout_s=args.timeout, progress=not args.json)
     _print(summary, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
     return 0
 
 
 def cmd_dataset_label(args: argparse.Namespace) -> int:
-    from .oracle import OracleSettings, evaluate_files
+    from .oracle import evaluate_files
 
     structures = sorted((Path(args.dir) / "structures").glob("*.cif"))
     if not structures:
@@ -162,9 +164,7 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
     out = Path(args.dir) / "labels" / f"{args.charges}.jsonl"
     out.parent.mkdir(exist_ok=True)
     paths = [str(p) for p in structures[: args.limit]]
-    settings = OracleSettings(charges=args.charges, seed=args.seed, target=args.target, first_cycles=args.first_cycles,
-                              max_cycles=args.max_cycles, qst_cycles=args.qst_cycles)
-    rows = evaluate_files(paths, properties, settings, out=str(out),
+    rows = evaluate_files(paths, properties, _oracle_settings(args), out=str(out),
                           workers=args.workers, timeout_s=args.timeout, progress=not args.json)
     failed = [r for r in rows if r.get("failures")]
     cpu_h = sum(sum(r.get("cpu_s", {}).values()) for r in rows) / 3600.0
@@ -183,6 +183,58 @@ def _levels(text: str) -> tuple[str, ...]:
     if unknown or not properties:
         raise DiscoveryError(f"unknown --properties {unknown or text!r}; available: {', '.join(LEVELS)}")
     return properties
+
+
+DATASET_CHARGES = ("eqeq", "none")  # a dataset's CIFs carry no charges; its labels are kept per charge model
+TIMEOUT_HELP = "seconds per structure before it is recorded failed (default: %(default)s, as oracle.timeout_s)"
+FIXED_CYCLES = ("first_cycles", "max_cycles", "qst_cycles", "gcmc_first_cycles", "gcmc_max_cycles")  # --cycles N
+
+
+def _oracle_arguments(sp: argparse.ArgumentParser, charges: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+    """One flag per oracle setting (``OracleSettings``: --charges, --target, --md-guests, --no-block-pockets, ...)
+    with the field's default, choices, bounds and help. ``charges``: only these choices, and the flag is required
+    (the command's output depends on it)."""
+    from .oracle_settings import OracleSettings
+
+    group = sp.add_argument_group("oracle settings", "one flag per discovery.OracleSettings field; the defaults are "
+                                  "a campaign config's oracle: defaults (docs/oracle.md)")
+    hints = typing.get_type_hints(OracleSettings)
+    for f in dataclasses.fields(OracleSettings):
+        if f.name in skip:
+            continue
+        flag, text = "--" + f.name.replace("_", "-"), f.metadata.get("help", "").replace("%", "%%")
+        default = f"{text} (default: {'none' if f.default is None else f.default})"
+        if hints[f.name] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=default)
+        elif f.name == "charges" and charges:
+            group.add_argument(flag, choices=charges, required=True, help=f"{text} (required here)")
+        else:
+            kind = next(t for t in (*typing.get_args(hints[f.name]), hints[f.name]) if t is not type(None))
+            group.add_argument(flag, type=_setting_type(f, kind), choices=f.metadata.get("choices"),
+                               default=f.default, metavar={int: "INT", float: "FLOAT"}.get(kind), help=default)
+
+
+def _setting_type(f: dataclasses.Field, kind: type) -> Callable[[str], Any]:
+    """The flag's parser: the field's type, then its choices and bounds (``fields.problem``)."""
+    from .fields import problem
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        why = problem(f, value)
+        if why:
+            raise argparse.ArgumentTypeError(why)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
+    return parse
+
+
+def _oracle_settings(args: argparse.Namespace, **changes: Any):
+    """The OracleSettings of the flags ``_oracle_arguments`` added, with ``changes``."""
+    from .oracle_settings import OracleSettings
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(OracleSettings) if hasattr(args, f.name)}
+    return OracleSettings(**{**given, **changes})
 
 
 def _summary_text(out: str, s: dict) -> str:
@@ -210,12 +262,11 @@ def cmd_benchmark_geometry(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .oracle import OracleSettings, evaluate_files
+    from .oracle import evaluate_files
 
     properties = _levels(args.properties)
-    fixed = dict.fromkeys(("first_cycles", "max_cycles", "qst_cycles", "gcmc_first_cycles", "gcmc_max_cycles"),
-                          args.cycles) if args.cycles else {}
-    settings = OracleSettings(charges=args.charges, seed=args.seed, trajectory_dir=args.trajectories, **fixed)
+    fixed = dict.fromkeys(FIXED_CYCLES, args.cycles) if args.cycles else {}
+    settings = _oracle_settings(args, **fixed)
     paths = _expand(args.structures)
     if not paths:
         raise DiscoveryError(f"no structures found in {args.structures}")
@@ -269,6 +320,8 @@ def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .oracle_settings import TIMEOUT_S
+
     p = argparse.ArgumentParser(prog="discovery", description="Active-learning discovery of MOFs for CO2 capture.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -308,15 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add(sub, "evaluate", cmd_evaluate, "run the physics oracle on CIF/JSON structures or dataset directories")
     sp.add_argument("structures", nargs="+")
-    sp.add_argument("--charges", choices=["cif", "eqeq", "none"], default="cif")
     sp.add_argument("--properties", default="geometry,henry",
                     help="comma-separated levels: geometry,henry,flue_gas,working_capacity,diffusivity")
-    sp.add_argument("--cycles", type=int, help="fixed Monte Carlo cycles (default: adaptive, 5 %% target)")
-    sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per structure before it is failed")
-    sp.add_argument("--trajectories", help="directory for the MD trajectories of the diffusivity level (npz)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--cycles", type=int, help="fixed Monte Carlo cycles: N for --" +
+                    ", --".join(c.replace("_", "-") for c in FIXED_CYCLES) + " (default: adaptive, see --target)")
+    sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     sp.add_argument("--out", help="JSONL file: results saved as they finish; finished files are skipped")
     sp.add_argument("--workers", type=int)
+    _oracle_arguments(sp)
 
     ds = sub.add_parser("dataset", help="design-space datasets").add_subparsers(dest="sub", required=True)
     datasets = ds
@@ -331,25 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
              "run the oracle over a dataset's structures (parallel, resumable): DIR/labels/CHARGES.jsonl")
     sp.add_argument("dir")
     sp.add_argument("--properties", default="henry", help="comma-separated oracle levels (default: henry)")
-    sp.add_argument("--charges", choices=["eqeq", "none"], default="eqeq")
     sp.add_argument("--limit", type=int, help="label only the first N structures (in name order)")
-    sp.add_argument("--target", type=float, default=0.05, help="relative 95 %% half-width at which Widom stops")
-    sp.add_argument("--first-cycles", type=int, default=500, help="Widom cycles of the first run")
-    sp.add_argument("--max-cycles", type=int, default=5000, help="cap on Widom cycles")
-    sp.add_argument("--qst-cycles", type=int, default=1000, help="cycles for the CO2 heat of adsorption (0: skip)")
-    sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--workers", type=int)
-    sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per structure before it is failed")
+    sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
+    _oracle_arguments(sp, charges=DATASET_CHARGES)
 
     sp = add(ds, "trajectories", cmd_dataset_trajectories,
              "MD trajectories of CO2 in diverse MOFs of a dataset, for the transport model (resumable)")
     sp.add_argument("dir", help="a dataset directory (`discovery dataset build`)")
     sp.add_argument("--out", required=True, help="trajectories, ids.txt (the selection) and results.jsonl")
     sp.add_argument("--n", type=int, default=60, help="MOFs to select (farthest-point over pore shape, topology)")
-    sp.add_argument("--charges", choices=["eqeq", "none"], default="none", help="framework charges of the MD")
-    sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--workers", type=int)
-    sp.add_argument("--timeout", type=float, default=3600.0, help="seconds per MOF before it is failed")
+    sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
+    _oracle_arguments(sp, charges=DATASET_CHARGES, skip=("trajectories",))  # they go to --out; --seed also selects
 
     bench = sub.add_parser("benchmark", help="benchmarks printing JSON").add_subparsers(dest="sub", required=True)
     sp = add(bench, "dataset", cmd_benchmark_dataset, "build a design space and report throughput and validity")

@@ -13,17 +13,17 @@ other levels still run. Adsorption runs block the pockets a CO2 probe cannot rea
 from __future__ import annotations
 
 import math
-import resource
-import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from typing import Any, Callable
 
 import numpy as np
 
+from .clock import cpu_seconds
 from .errors import DiscoveryError
 from .forcefield import CO2, N2
 from .mof import MOF
+from .oracle_settings import TIMEOUT_S, OracleSettings  # one definition, shared with the config and the CLI
 from .raspa import (Box, adaptive_henry, adaptive_uptake, framework_charges, heat_of_adsorption, protocol,
                     simulation_box)
 
@@ -57,25 +57,6 @@ def target_values(record: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-@dataclass(frozen=True)
-class OracleSettings:
-    charges: str = "cif"  # "cif" (charges from the structure), "eqeq" (computed) or "none"
-    target: float = 0.05  # relative 95 % half-width at which Monte Carlo cycles stop
-    first_cycles: int = 500  # Widom cycles of the first run (a second one is sized from it)
-    max_cycles: int = 5000  # cap on Widom cycles
-    qst_cycles: int = 1000  # one-molecule NVT cycles for the heat of adsorption; 0 skips Q_st
-    gcmc_init_cycles: int = 500
-    gcmc_first_cycles: int = 1000
-    gcmc_max_cycles: int = 5000
-    block_pockets: bool = True  # block the pockets Zeo++ finds inaccessible to CO2
-    # the benchmarked MD protocol (md_benchmark.SHORT_PROTOCOL): within 20 % of the long reference in ~6 CPU-min
-    md_guests: int = 10  # CO2 molecules in the MD box
-    md_production_ps: float = 2000.0
-    trajectory_dir: str | None = None  # where MD trajectories are saved (npz, docs/trajectories.md)
-    seed: int = 0
-    temperature: float = 298.0
-
-
 @dataclass
 class OracleResult:
     structure: str
@@ -100,8 +81,9 @@ class Oracle:
 
     def __init__(self, settings: OracleSettings | None = None) -> None:
         self.settings = settings or OracleSettings()
-        self._box: Box | None = None
-        self._charges: np.ndarray | None = None
+        # the latest charges and box, each keyed on the structure's content and the settings it depends on:
+        # the levels of one structure share them, and another structure (or this one edited) never gets them
+        self._cache: dict[str, tuple[tuple, Any]] = {}
 
     def evaluate(self, mof: MOF, properties: tuple[str, ...] = ("geometry", "henry")) -> OracleResult:
         unknown = [p for p in properties if p not in LEVELS]
@@ -109,7 +91,7 @@ class Oracle:
             raise DiscoveryError(f"unknown oracle level(s) {unknown}; available: {', '.join(LEVELS)}")
         result = OracleResult(structure=mof.id, settings={**asdict(self.settings), "protocol": protocol()},
                               versions=_versions())
-        self._box = self._charges = None  # charges and the simulation box are made once per structure
+        self._cache.clear()  # each evaluation makes (and pays for) its charges and box, once
         for level in sorted(properties, key=LEVELS.index):
             t0 = cpu_seconds()
             try:
@@ -120,19 +102,34 @@ class Oracle:
         return result
 
     def box(self, mof: MOF) -> Box:
-        if self._box is None:
-            pockets = []
-            if self.settings.block_pockets:
-                from .pockets import inaccessible_pockets
-
-                pockets = [(p.centre_frac, p.radius_A) for p in inaccessible_pockets(mof.structure, name=mof.id)]
-            self._box = simulation_box(mof, self.charges(mof), pockets=pockets)
-        return self._box
+        """The simulation box of ``mof``: smallest valid supercell, charges, blocked pockets."""
+        key = (self._content(mof), self.settings.charges, self.settings.block_pockets)
+        return self._cached("box", key, lambda: self._new_box(mof))
 
     def charges(self, mof: MOF) -> np.ndarray:
-        if self._charges is None:
-            self._charges = framework_charges(mof, self.settings.charges)
-        return self._charges
+        """The checked, neutral per-atom charges of ``mof`` under ``settings.charges``."""
+        key = (self._content(mof), self.settings.charges)
+        return self._cached("charges", key, lambda: framework_charges(mof, self.settings.charges))
+
+    def _cached(self, name: str, key: tuple, make: Callable[[], Any]) -> Any:
+        if name not in self._cache or self._cache[name][0] != key:
+            self._cache[name] = (key, make())
+        return self._cache[name][1]
+
+    def _new_box(self, mof: MOF) -> Box:
+        pockets = []
+        if self.settings.block_pockets:
+            from .pockets import inaccessible_pockets
+
+            pockets = inaccessible_pockets(mof.structure, name=mof.id)
+        return simulation_box(mof, self.charges(mof), pockets=pockets)
+
+    @staticmethod
+    def _content(mof: MOF) -> tuple:
+        """What charges and a box are made from: id, lattice, species, positions and given charges."""
+        s = mof.structure
+        return (mof.id, s.lattice.matrix.tobytes(), tuple(str(sp) for sp in s.species), s.frac_coords.tobytes(),
+                None if mof.charges is None else np.asarray(mof.charges, dtype=float).tobytes())
 
     def _geometry(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
         from .geometry import compute_geometry
@@ -199,12 +196,6 @@ class Oracle:
                 "ms_per_step": r.ms_per_step, "trajectory": r.trajectory_path, "md_settings": r.settings}
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (Zeo++ runs in a child process)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
 def _box_record(box: Box) -> dict[str, Any]:
     return {"box_copies": box.copies, "box_matrix": [list(r) for r in box.matrix],
             "blocked_pockets": len(box.blocking)}
@@ -233,7 +224,7 @@ def _evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_files(paths: list[str], properties: tuple[str, ...], settings: OracleSettings,
-                   out: str | None = None, workers: int | None = None, timeout_s: float = 1800.0,
+                   out: str | None = None, workers: int | None = None, timeout_s: float = TIMEOUT_S,
                    progress: bool = True) -> list[dict[str, Any]]:
     """Evaluate many structures, one process per core; with ``out`` (JSONL) results are saved as they
     finish and files already there are skipped, so an interrupted batch resumes. A structure that

@@ -12,8 +12,8 @@ mixture at 1 bar with coefficients 0.15 and 0.85 loaded half of K_H * 0.15 bar).
 Runs: Widom insertion (Henry coefficients), a one-molecule NVT run (heat of adsorption at infinite
 dilution) and GCMC (uptakes of pure gases and mixtures). Energies come back from raspalib in Kelvin
 (checked: the one-molecule <U> agrees with the van 't Hoff slope of two Widom runs). The box is the
-smallest supercell that respects the minimum image (``discovery.supercell``); energies do not depend on
-that choice, cost does.
+smallest supercell that respects the minimum image (``discovery.box``, shared with the MD oracle); energies
+do not depend on that choice, cost does.
 """
 
 from __future__ import annotations
@@ -25,35 +25,24 @@ from importlib.metadata import version
 from typing import Literal, Sequence
 
 import numpy as np
-from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core import Element, Lattice
 
 from . import supercell
+from .box import CUTOFF_A, Box, build_box
+from .charges import eqeq_charges, neutral_charges
 from .eos import fugacity_coefficients
 from .errors import DiscoveryError
 from .forcefield import CO2, Guest, framework_lj
 from .mof import MOF
 
-CUTOFF_A = 12.8
 GAS_CONSTANT = 8.314462618  # J / (mol K)
 AVOGADRO = 6.02214076e23
-NEUTRALITY_TOLERANCE_E = 1e-2
 
-Charges = Literal["cif", "eqeq", "none"]
+Charges = Literal["auto", "cif", "eqeq", "none"]
 
 
 class OracleError(DiscoveryError):
     """A structure the oracle cannot simulate as asked (missing or non-neutral charges, ...)."""
-
-
-@dataclass(frozen=True)
-class Box:
-    """The simulated framework: the supercell, its atoms' charges, and how it was made from the unit cell."""
-
-    structure: Structure
-    charges: np.ndarray
-    matrix: tuple[tuple[int, int, int], ...]
-    copies: int
-    blocking: tuple[tuple[float, float, float, float], ...] = ()  # (fractional x, y, z, radius A) in the box
 
 
 @dataclass(frozen=True)
@@ -113,41 +102,37 @@ def replication(lattice: Lattice, cutoff: float = CUTOFF_A) -> tuple[int, int, i
 
 
 def framework_charges(mof: MOF, charges: Charges) -> np.ndarray:
-    """The per-atom charges to simulate with; OracleError when they are missing or not neutral."""
+    """The per-atom charges to simulate with, through ``charges.neutral_charges`` (a rounding residue is
+    spread so Ewald sees a neutral cell); OracleError when they are missing or not neutral."""
+    if charges == "auto":  # the structure's own charges when it carries them, else EQeq
+        charges = "cif" if mof.charges is not None else "eqeq"
     if charges == "none":
-        return np.zeros(mof.n_atoms)
-    if charges == "eqeq":
-        from .charges import eqeq_charges
-
-        return eqeq_charges(mof.structure, mof.id)
-    if charges != "cif":
-        raise OracleError(f"unknown charge model {charges!r}: use 'cif', 'eqeq' or 'none'")
-    if mof.charges is None:
+        q = np.zeros(mof.n_atoms)
+    elif charges == "eqeq":
+        q = eqeq_charges(mof.structure, mof.id)
+    elif charges != "cif":
+        raise OracleError(f"unknown charge model {charges!r}: use 'auto', 'cif', 'eqeq' or 'none'")
+    elif mof.charges is None:
         raise OracleError(f"{mof.id}: the structure carries no charges; use charges='none'")
-    total = float(mof.charges.sum())
-    if abs(total) > NEUTRALITY_TOLERANCE_E:
-        raise OracleError(f"{mof.id}: framework charges sum to {total:+.4f} e, not to zero")
-    return mof.charges - total / mof.n_atoms  # spread the rounding residue so Ewald sees a neutral cell
+    else:
+        q = mof.charges
+    return neutral_charges(mof, q, error=OracleError).charges
 
 
 def simulation_box(mof: MOF, charges: Charges | np.ndarray, cutoff: float = CUTOFF_A,
                    pockets: Sequence = ()) -> Box:
     """The smallest valid supercell of ``mof`` with its charges (and blocked pockets, if given).
 
-    ``pockets`` are (fractional centre in the unit cell, radius A) pairs, e.g. from
-    ``discovery.pockets.inaccessible_pockets``; every periodic image inside the box is blocked.
+    ``pockets`` are ``discovery.pockets.Pocket``s (``inaccessible_pockets``) or (fractional centre in the
+    unit cell, radius A) pairs; every periodic image inside the box is blocked. Elements and charges are
+    checked (``charges.neutral_charges``: ForceFieldError, OracleError) before any simulation.
     """
-    q = framework_charges(mof, charges) if isinstance(charges, str) else np.asarray(charges, dtype=float)
-    if q.shape != (mof.n_atoms,):
-        raise OracleError(f"{mof.id}: {q.shape[0]} charges for {mof.n_atoms} atoms")
-    for site in mof.structure:
-        framework_lj(site.specie.symbol)  # ForceFieldError naming an element UFF lacks, before any simulation
+    if isinstance(charges, str):
+        q = framework_charges(mof, charges)
+    else:
+        q = neutral_charges(mof, charges, error=OracleError).charges
     _check_atoms(mof)
-    cell = supercell.simulation_cell(mof.structure.lattice, cutoff)
-    unit = mof.structure.copy(site_properties={"charge": list(q)})
-    box = cell.build(unit)
-    return Box(structure=box, charges=np.array(box.site_properties["charge"], dtype=float), matrix=cell.matrix,
-               copies=cell.copies, blocking=_images_in_box(pockets, np.array(cell.matrix)))
+    return build_box(mof, q, cutoff, pockets)
 
 
 def _check_atoms(mof: MOF) -> None:
@@ -277,21 +262,6 @@ def _more_cycles(relative_ci: float, target: float, done: int, cap: int) -> int:
 def _pool(n1: int, n2: int, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     """Cycle-weighted mean of two independent estimates and the half-width of that mean."""
     return (n1 * a[0] + n2 * b[0]) / (n1 + n2), math.hypot(n1 * a[1], n2 * b[1]) / (n1 + n2)
-
-
-def _images_in_box(pockets: Sequence, matrix: np.ndarray) -> tuple[tuple[float, float, float, float], ...]:
-    """Every periodic image of each unit-cell pocket centre that falls in the box, in box fractions."""
-    if not len(pockets):
-        return ()
-    inverse = np.linalg.inv(matrix.astype(float))
-    span = int(np.abs(matrix).sum(axis=0).max())
-    shifts = np.array(np.meshgrid(*[np.arange(-span, span + 1)] * 3, indexing="ij")).reshape(3, -1).T
-    out = []
-    for centre, radius in pockets:
-        frac = (np.asarray(centre, dtype=float)[None, :] + shifts) @ inverse  # unit-cell -> box fractions
-        inside = np.all((frac >= -1e-9) & (frac < 1.0 - 1e-9), axis=1)
-        out += [(*map(float, f), float(radius)) for f in frac[inside]]
-    return tuple(out)
 
 
 def _run(rl, box: Box, guests: Sequence[Guest], cutoff: float, temperature: float, pressure: float | None,

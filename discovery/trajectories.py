@@ -1,9 +1,9 @@
 """Reference MD trajectories for the transport surrogate: a diverse selection of a dataset's MOFs, each run
 through the MD oracle (the ``diffusivity`` level) with its trajectory saved (docs/trajectories.md).
 
-``build_trajectories(dataset, out)`` is resumable: the selection is written once to ``OUT/ids.txt`` and
-reused, results are appended to ``OUT/results.jsonl`` as they finish, and a MOF already there (by id) is
-not run again. Killing it loses at most the runs in flight.
+``build_trajectories(dataset, out, settings)`` is resumable: the selection is written once to
+``OUT/ids.txt`` and reused, results are appended to ``OUT/results.jsonl`` as they finish, and a MOF already
+there (by id) is not run again. Killing it loses at most the runs in flight.
 
 Diversity: farthest-point sampling over standardised pore descriptors (log LCD, log PLD, density, void
 fraction) with the topology as a one-hot block, among valid MOFs whose pores a CO2 molecule can pass
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import DiscoveryError
+from .oracle_settings import TIMEOUT_S, OracleSettings
 
 CO2_PLD_A = 3.4  # a pore-limiting diameter below CO2's kinetic diameter (3.3 A) leaves nothing to diffuse
 
@@ -50,10 +52,12 @@ def select_diverse(dataset: str | Path, n: int, seed: int = 0, min_pld: float = 
     return [rows[k]["id"] for k in chosen]
 
 
-def build_trajectories(dataset: str | Path, out: str | Path, n: int = 60, charges: str = "none", seed: int = 0,
-                       workers: int | None = None, timeout_s: float = 3600.0, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the MD oracle on ``n`` diverse MOFs of ``dataset``; trajectories land in ``out``."""
-    from .oracle import OracleSettings, evaluate_files
+def build_trajectories(dataset: str | Path, out: str | Path, settings: OracleSettings, n: int = 60,
+                       workers: int | None = None, timeout_s: float = TIMEOUT_S,
+                       progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the MD oracle with ``settings`` (its seed also picks the MOFs) on ``n`` diverse MOFs of
+    ``dataset``; trajectories land in ``out``."""
+    from .oracle import evaluate_files
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,7 @@ def build_trajectories(dataset: str | Path, out: str | Path, n: int = 60, charge
     if ids_file.exists():  # a resumed run keeps its selection, whatever the dataset has become
         ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
     else:
-        ids = select_diverse(dataset, n, seed)
+        ids = select_diverse(dataset, n, settings.seed)
         ids_file.write_text("\n".join(ids) + "\n")
     results = out / "results.jsonl"
     done = _done_ids(results)
@@ -73,7 +77,7 @@ def build_trajectories(dataset: str | Path, out: str | Path, n: int = 60, charge
         if not found:
             raise DiscoveryError(f"{dataset}/structures has no structure {i} (listed in {ids_file})")
         paths.append(str(found[0]))
-    settings = OracleSettings(charges=charges, seed=seed, trajectory_dir=str(out))
+    settings = replace(settings, trajectories=str(out))
     rows = evaluate_files(paths, ("diffusivity",), settings, out=str(results), workers=workers, timeout_s=timeout_s,
                           progress=progress) if paths else []
     done = _done_ids(results)

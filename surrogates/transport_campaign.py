@@ -28,8 +28,8 @@ class TransportScorer:
         if not (Path(model_dir) / "model.json").exists():
             raise DiscoveryError(
                 f"no transport model at {model_dir}: the transport objective needs one. Build MD trajectories "
-                "(`discovery dataset trajectories DATASET --out DIR`, resumable) and train it (`discovery train "
-                f"transport --data DIR --out {model_dir}`); docs/transport.md")
+                "(`discovery dataset trajectories DATASET --out DIR --charges none`, resumable) and train it "
+                f"(`discovery train transport --data DIR --out {model_dir}`); docs/transport.md")
         self.model = load_model(model_dir)
         self.simulated_ps, self.n_guests, self.seed = simulated_ps, n_guests, seed
         self.scores: dict[str, tuple[float, float]] = {}  # id -> (log10 D, std)

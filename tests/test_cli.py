@@ -62,4 +62,32 @@ def test_dataset_label_is_resumable(irmof1, tmp_path, capsys):
     assert len(labels.read_text().splitlines()) == 2
     assert main(args) == 0  # a rerun finds everything done and appends nothing
     assert len(labels.read_text().splitlines()) == 2
-    assert main(["dataset", "label", str(tmp_path / "nowhere")]) == 2
+    assert main(["dataset", "label", str(tmp_path / "nowhere"), "--charges", "none"]) == 2
+
+
+def test_oracle_flags_are_the_settings_with_their_defaults(capsys):
+    from dataclasses import fields
+
+    from discovery.cli import _oracle_settings, build_parser
+    from discovery.config import OracleConfig
+    from discovery.oracle_settings import OracleSettings
+
+    parser = build_parser()
+    for argv, expected in [(["evaluate", "x.cif"], OracleSettings()),
+                           (["dataset", "label", "d", "--charges", "none"], OracleSettings(charges="none")),
+                           (["dataset", "trajectories", "d", "--out", "o", "--charges", "eqeq"],
+                            OracleSettings(charges="eqeq"))]:
+        args = parser.parse_args(argv)
+        assert _oracle_settings(args) == expected, argv
+        assert args.timeout == OracleConfig().timeout_s  # one timeout default
+    args = parser.parse_args(["evaluate", "x.cif", "--gcmc-max-cycles", "300", "--md-guests", "3", "--no-block-pockets",
+                              "--temperature", "310", "--trajectories", "traj", "--seed", "4"])
+    assert {f.name for f in fields(OracleSettings)} <= set(vars(args))  # every setting has its flag
+    assert _oracle_settings(args) == OracleSettings(gcmc_max_cycles=300, md_guests=3, block_pockets=False,
+                                                    temperature=310.0, trajectories="traj", seed=4)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "x.cif", "--md-guests", "0"])
+    assert "argument --md-guests: 0 is below the minimum 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a dataset's CIFs carry no charges: the charge model is asked for
+        parser.parse_args(["dataset", "label", "d"])
+    assert "--charges" in capsys.readouterr().err

@@ -60,9 +60,57 @@ def test_batch_carries_on_and_resumes(irmof1, tmp_path):
 
 
 def test_diffusivity_level_writes_its_trajectory(irmof1, tmp_path):
-    settings = OracleSettings(charges="none", md_guests=2, md_production_ps=2.0, trajectory_dir=str(tmp_path))
+    settings = OracleSettings(charges="none", md_guests=2, md_production_ps=2.0, trajectories=str(tmp_path))
     record = Oracle(settings).evaluate(irmof1, ("diffusivity",)).to_dict()
     d = record["diffusivity"]
     assert set(d) >= {"co2_m2_s", "ci95", "converged", "trajectory"} and d["n_guests"] == 2
     assert d["converged"] in (True, False) and (tmp_path / d["trajectory"].split("/")[-1]).exists()
     assert record["cpu_s"]["diffusivity"] > 0
+
+
+def test_settings_are_checked_and_every_one_is_recorded(irmof1):
+    from dataclasses import fields
+
+    from discovery.fields import SettingError
+
+    with pytest.raises(SettingError, match=r"^target: 5 is above the maximum 1.0"):
+        OracleSettings(target=5)
+    with pytest.raises(SettingError, match=r"^charges: 'ddec' is not one of cif, eqeq, none"):
+        OracleSettings(charges="ddec")
+    settings = OracleSettings(charges="none", md_guests=3, temperature=310.0, block_pockets=False, seed=4)
+    record = Oracle(settings).evaluate(irmof1, ("geometry",)).to_dict()
+    assert {f.name: record["settings"][f.name] for f in fields(OracleSettings)} == {
+        f.name: getattr(settings, f.name) for f in fields(OracleSettings)}
+    assert "protocol" in record["settings"]
+
+
+def test_box_and_charges_belong_to_the_structure_asked_about():
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    from discovery.mof import MOF
+
+    def toy(a: float, q: float) -> MOF:
+        return MOF(id="toy", structure=Structure(Lattice.cubic(a), ["Zn", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+                   charges=np.array([q, -q]))
+
+    oracle = Oracle(OracleSettings(charges="cif", block_pockets=False))
+    small, large = toy(10.0, 0.5), toy(30.0, 0.5)  # the same id: only the content tells them apart
+    assert oracle.box(small) is oracle.box(small)  # the levels of one structure share its box
+    assert oracle.box(small).copies == 22 and oracle.box(large).copies == 1
+    assert oracle.box(small).copies == 22  # back to the first structure: its own box again
+    assert oracle.charges(small).tolist() == [0.5, -0.5]
+    small.charges = np.array([0.2, -0.2])  # edited in place
+    assert oracle.charges(small).tolist() == [0.2, -0.2] and oracle.box(small).charges.max() == 0.2
+
+
+def test_cpu_seconds_counts_finished_children():
+    import subprocess
+    import sys
+    import time
+
+    from discovery.clock import cpu_seconds
+
+    t0, own0 = cpu_seconds(), time.process_time()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert (cpu_seconds() - t0) - (time.process_time() - own0) > 0.1  # the child's CPU time, Zeo++'s case

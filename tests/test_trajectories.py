@@ -6,6 +6,7 @@ import json
 import pytest
 
 from discovery.errors import DiscoveryError
+from discovery.oracle_settings import OracleSettings
 from discovery.trajectories import build_trajectories, select_diverse
 
 COLUMNS = ["id", "topology", "lcd", "pld", "density_g_cm3", "void_fraction", "valid"]
@@ -44,6 +45,6 @@ def test_a_finished_selection_is_not_run_again(tmp_path):
     rows = [{"structure": "pcu+N4+E1", "diffusivity": {"co2_m2_s": 1e-8}},
             {"structure": "bcu+N7+E1", "failures": {"diffusivity": {"reason": "x"}}}]
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"structure": "cut sh')
-    summary = build_trajectories(ds, out, n=60, progress=False)
+    summary = build_trajectories(ds, out, OracleSettings(charges="none"), n=60, progress=False)
     assert summary == {"selected": 2, "with_trajectory": 1, "failed": 1, "run_now": 0, "out": str(out),
                        "cpu_hours": 0.0}
