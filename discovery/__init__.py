@@ -3,7 +3,7 @@
 Public API (imported lazily: ``import discovery`` stays fast and does not load pormake/jax)::
 
     from discovery import MOF, Assembler, Recipe, assemble, check_mof, compute_geometry, build_dataset, Oracle
-    from discovery import Campaign  # the closed loop (runs on Ray; defined in agents.campaign)
+    from discovery import Campaign  # the closed loop in this process (agents.campaign.Campaign: on Ray)
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ _EXPORTS = {
     "GeometryError": "errors", "DatasetError": "errors",
     "CampaignConfig": "config", "load_config": "config", "ConfigError": "config",
     "CampaignState": "campaign_state", "LookupOracle": "campaign_oracles", "SimulationOracle": "campaign_oracles",
-    # the campaign driver runs on Ray, so it lives in `agents`; re-exported here for `from discovery import Campaign`
-    "Campaign": "agents.campaign",
+    "Campaign": "campaign", "Outcome": "campaign", "Candidate": "campaign",
 }
 
 __all__ = sorted(_EXPORTS)

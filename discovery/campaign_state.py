@@ -8,7 +8,7 @@ their predictions), every oracle result (ok or failed, with timings and worker),
 
 Event types: ``proposed`` (a round's prepared candidates), ``model`` (a surrogate version and the results
 it was trained on), ``selected`` (a round's picks), ``result`` (an oracle evaluation, or a value told by
-the user), ``round_metrics``.
+the user), ``round_metrics``, ``generator`` (a generator fine-tuned on the results).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class CampaignState:
         self.results: dict[str, dict[str, Any]] = {}
         self.models: dict[int, dict[str, Any]] = {}
         self.round_metrics: dict[int, dict[str, Any]] = {}
+        self.generator_updates: list[dict[str, Any]] = []
         self.order: list[str] = []  # candidates in the order their results arrived
         self._log: IO[str] | None = None
 
@@ -129,6 +130,8 @@ class CampaignState:
             self.models[event["version"]] = event
         elif kind == "round_metrics":
             self.round_metrics[event["round"]] = event
+        elif kind == "generator":  # a generator fine-tuned on the results (its own record of what it did)
+            self.generator_updates.append(event)
         else:
             raise DiscoveryError(f"{self.run_dir / EVENTS}: unknown event type {kind!r}")
 

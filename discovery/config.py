@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from .errors import DiscoveryError
+from .fields import bounded, choice, problem
+from .oracle_settings import TIMEOUT_S, SimulationSettings
 
 
 ADSORPTION_TARGETS = ("log10_kh_co2", "log10_kh_n2")  # the adsorption ensemble's outputs
@@ -28,14 +30,6 @@ class ConfigError(DiscoveryError):
     """A campaign config that cannot be used; the message names the key."""
 
 
-def choice(*options: str, default: str) -> Any:
-    return field(default=default, metadata={"choices": options})
-
-
-def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
-    return field(default=default, metadata={"low": low, "high": high})
-
-
 @dataclass(frozen=True)
 class ProposerConfig:
     # diffusion: the CG diffusion generator (fine-tuned on the best results as they come);
@@ -43,6 +37,7 @@ class ProposerConfig:
     kind: str = choice("diffusion", "designspace", "table", default="diffusion")
     candidates_per_round: int = bounded(48, 1)  # new candidates prepared before each selection
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
+    parents: int = bounded(16, 1)  # the best results so far (by the campaign's objectives) handed to the generator
     table: str | None = None  # kind "table": a pool table (None: the committed one)
     model: str = "models/generator"  # kind "diffusion": a trained generator; trained here first when missing
     # ... with this many steps (about 20 min on two threads; docs/generator.md has what 4,000 gave)
@@ -62,20 +57,16 @@ class ProposerConfig:
 
 
 @dataclass(frozen=True)
-class OracleConfig:
+class OracleConfig(SimulationSettings):
+    """Every oracle setting (``SimulationSettings``: charges, target, cycles, MD, ..., same names and defaults;
+    the seed is the campaign's) and the campaign's own. ``trajectories``: null keeps the MD trajectories in
+    RUN_DIR/trajectories (training data for `discovery train transport`)."""
+
     kind: str = choice("raspa", "lookup", default="raspa")  # lookup: labels from the proposer's table
     properties: tuple[str, ...] = ("geometry", "henry")
-    charges: str = choice("cif", "eqeq", "none", default="none")
-    target: float = bounded(0.1, 0.001, 1.0)  # relative 95 % half-width at which Widom stops
-    first_cycles: int = bounded(200, 10)
-    max_cycles: int = bounded(2000, 10)
-    qst_cycles: int = bounded(0, 0)
-    timeout_s: float = bounded(1800.0, 1.0)
+    timeout_s: float = bounded(TIMEOUT_S, 1.0)  # seconds per oracle call before it is recorded failed
     max_retries: int = bounded(2, 0)  # a crashed worker's task is retried this often, then recorded failed
     lookup_delay_s: float = bounded(0.0, 0.0)  # kind lookup: seconds per call (simulation time in loop benchmarks)
-    # level diffusivity: where the MD trajectories go (training data for `discovery train transport`);
-    # null: RUN_DIR/trajectories
-    trajectories: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,13 +217,9 @@ def _value(tp: Any, value: Any, key: str, f: dataclasses.Field) -> Any:
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     value = _typed(tp, value, key)
-    meta = f.metadata
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
-    if value is not None and meta.get("low") is not None and value < meta["low"]:
-        raise ConfigError(f"{key}: {value!r} is below the minimum {meta['low']}")
-    if value is not None and meta.get("high") is not None and value > meta["high"]:
-        raise ConfigError(f"{key}: {value!r} is above the maximum {meta['high']}")
+    why = problem(f, value)
+    if why:
+        raise ConfigError(f"{key}: {why}")
     return value
 
 

@@ -3,8 +3,9 @@ fitted on the results so far, each warm-started from the last, saved per version
 an objective, the CG dynamics scorer (``transport_campaign``); handed to the planner as one BoTorch model
 over the candidates, with outputs ``targets``.
 
-Contract: ``add(records)`` (candidate records with ``cg`` and ``descriptors``), ``fit(version, ids, y)``,
-``botorch_inputs(pool, observed, known)`` -> ``(model, X_pool, X_observed)``, ``predict(ids)``.
+It implements ``discovery.campaign.contracts.Surrogate``: ``add(records)`` (candidate records with ``cg`` and
+``descriptors``), ``fit(version, ids, y)``, ``botorch_inputs(pool, observed, known)`` -> ``(model, X_pool,
+X_observed)``, ``predict(ids)``. ``from_config`` builds the one a campaign config names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from discovery.campaign.contracts import Surrogate
+from discovery.config import CampaignConfig
 from discovery.errors import DiscoveryError
 from discovery.mof import CGView
 
@@ -29,7 +32,7 @@ from .transport_campaign import TransportScorer
 KINDS = ("ensemble", "gp")
 
 
-class CampaignSurrogate:
+class CampaignSurrogate(Surrogate):
     def __init__(self, config: EnsembleConfig | None = None, kind: str = "ensemble",
                  model_dir: str | Path | None = None, transport: TransportScorer | None = None) -> None:
         if kind not in KINDS:
@@ -120,3 +123,16 @@ class CampaignSurrogate:
         if self.model is None:
             raise DiscoveryError("the surrogate has not been fitted yet")
         return self.model
+
+
+def from_config(config: CampaignConfig, model_dir: str | Path | None = None) -> CampaignSurrogate:
+    """The surrogate a campaign config names (``surrogate.kind``), with the transport scorer when transport
+    is an objective. One thread: the oracle workers have the cores, and single-threaded training is
+    reproducible (a resumed campaign refits the same versions)."""
+    torch.set_num_threads(1)
+    s = config.surrogate
+    ensemble = EnsembleConfig(members=s.members, epochs=s.epochs, seed=config.seed)
+    transport = None
+    if config.uses_transport:
+        transport = TransportScorer(s.transport_model, simulated_ps=s.transport_ps, seed=config.seed)
+    return CampaignSurrogate(ensemble, kind=s.kind, model_dir=model_dir, transport=transport)

@@ -43,11 +43,13 @@ class CrashOnceTestOracle:
         self.marks, self.always = marks, always
 
     def evaluate(self, candidate):
-        mark = self.marks / candidate["id"]
-        if candidate["id"] in self.always or not mark.exists():
+        from discovery.campaign import Outcome
+
+        mark = self.marks / candidate.id
+        if candidate.id in self.always or not mark.exists():
             mark.touch()
             os._exit(1)
-        return {"status": "ok", "values": {"log10_kh_co2": -5.0 + 0.01 * len(candidate["id"]), "log10_kh_n2": -6.0}}
+        return Outcome("ok", {"log10_kh_co2": -5.0 + 0.01 * len(candidate.id), "log10_kh_n2": -6.0})
 
 
 def test_campaign_runs_rounds_and_beats_random(ray_session, tmp_path):
@@ -219,7 +221,7 @@ def test_a_killed_surrogate_agent_is_restored(ray_session, tmp_path):
     campaign = Campaign.from_config(_config(budget=40), run_dir=tmp_path / "run")
     campaign.ask(8)  # round 0 planned, its graphs added to the agent
     campaign.tell([{"id": i, "status": "failed", "reason": "test"} for i in campaign.state.pending()])
-    ray.kill(campaign.surrogate, no_restart=False)
+    ray.kill(campaign.executor.agents["surrogate"], no_restart=False)
     report = campaign.run(progress=False)
     assert report["counts"]["evaluated"] == 40 and report["counts"]["model_versions"] >= 1
     campaign.close()
@@ -258,7 +260,7 @@ class DensityTestOracle:
     def evaluate(self, candidate):
         from discovery.mof import MOF
 
-        density = MOF.from_json(candidate["mof_json"]).structure.density
+        density = MOF.from_json(candidate.mof_json).structure.density
         return {"status": "ok", "values": {"log10_kh_co2": -6.0 + float(density), "log10_kh_n2": -6.0}}
 
 
@@ -292,7 +294,7 @@ class TransportTestOracle:
     def evaluate(self, candidate):
         from discovery.mof import MOF
 
-        density = float(MOF.from_json(candidate["mof_json"]).structure.density)
+        density = float(MOF.from_json(candidate.mof_json).structure.density)
         return {"status": "ok", "values": {"log10_kh_co2": -6.0 + density, "log10_kh_n2": -6.5,
                                            "log10_d_co2": -7.0 - density}}
 
@@ -302,7 +304,8 @@ def test_transport_is_a_second_objective(by_value, ray_session, tmp_path):
     are recorded with the adsorption ones, and the Pareto front is drawn in both."""
     import torch
 
-    from agents.campaign import Campaign, _with_trajectories
+    from agents.campaign import Campaign
+    from discovery.campaign.parts import Parts
     from surrogates.transport import CGDynamics, TransportConfig, save_model
 
     torch.manual_seed(0)
@@ -316,9 +319,9 @@ def test_transport_is_a_second_objective(by_value, ray_session, tmp_path):
     campaign = Campaign.from_config(config, run_dir=tmp_path / "run", oracle=TransportTestOracle())
     report = campaign.run(progress=False)
     campaign.close()
-    assert report["counts"]["evaluated"] == 24, campaign._unscorable
-    kept = _with_trajectories(campaign.config, tmp_path / "run").oracle.trajectories  # the MD oracle's
-    assert kept == str(tmp_path / "run" / "trajectories")
+    assert report["counts"]["evaluated"] == 24, campaign.unscorable
+    kept = Parts.from_config(campaign.config, tmp_path / "run").oracle().settings  # the MD oracle's
+    assert kept.trajectory_dir == str(tmp_path / "run" / "trajectories")
     predicted = [p for rnd in campaign.state.rounds.values() for p in rnd.predictions.values()]
     assert predicted and all(p["targets"] == ["log10_kh_co2", "log10_kh_n2", "log10_d_co2"] for p in predicted)
     assert all(math.isfinite(p["mean"][2]) and p["std"][2] > 0 for p in predicted)

@@ -243,6 +243,7 @@ def test_cli_trains_generates_and_reports(tmp_path):
 
 
 def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_path):
+    from discovery.campaign.contracts import Feedback, ProposalContext
     from discovery.config import ProposerConfig
     from discovery.generator.campaign import CampaignGenerator
 
@@ -251,14 +252,21 @@ def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_pa
     start = generator.version
     agent = CampaignGenerator(config, tmp_path / "run", seed=0)
     agent.generator.finetune.steps = 2
-    feedback = [{"id": r["id"], "cg": r["cg"], "values": r["labels"]} for r in rows[:6]]
-    records = agent.propose(0, 2, [], feedback[:3])  # 3 results: too few to fine-tune
+    feedback = [Feedback(r["id"], r["labels"], float(-k), r["cg"]) for k, r in enumerate(rows[:6])]
+    assert agent.update(feedback[:3]) is None  # 3 results: too few to fine-tune
+    records = agent.propose(2, ProposalContext(round=0, seed=0))
     assert len(records) == 2 and {r["generator"] for r in records} == {f"diffusion-v{start}"}
     assert all(r["status"] in ("valid", "invalid") and r["origin"] == "diffusion-edit" for r in records)
     elite = {e.id for e in agent.generator.elite}
     assert {r["parent"] for r in records} <= elite  # before any result: edits of the training set's best
-    records = agent.propose(1, 1, [], feedback)
+    info = agent.update(feedback)
+    assert info["generator_version"] == start + 1
+    # the best by the campaign's score (the first rows here), not by the property label, were fine-tuned on
+    assert info["best_label"] == rows[0]["labels"].get("log10_kh_co2", info["best_label"])
+    ranked = tuple(f.id for f in feedback)
+    records = agent.propose(1, ProposalContext(round=1, seed=0, parents=ranked))
     assert records[0]["generator"] == f"diffusion-v{start + 1}"
+    assert records[0]["parent"] in ranked  # edits of the campaign's best
     assert (tmp_path / "run" / "generator" / f"v{start + 1}" / "model.pt").exists()
     again = CampaignGenerator(config, tmp_path / "run", seed=0)  # a restarted agent
     assert again.generator.version == start + 1 and again.tuned_on == 6

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..campaign.contracts import Feedback, Generator, ProposalContext
 from ..config import ProposerConfig
 from .generator import DiffusionGenerator
-from .train import LABEL
 
 log = logging.getLogger(__name__)
-N_PARENTS = 16
 
 
 def ensure_generator(config: ProposerConfig, seed: int = 0) -> None:
@@ -31,7 +29,14 @@ def ensure_generator(config: ProposerConfig, seed: int = 0) -> None:
         train_generator(None, config.model, steps=config.train_steps, seed=seed, progress=True)
 
 
-class CampaignGenerator:
+class CampaignGenerator(Generator):
+    """The diffusion generator behind the ``Generator`` contract: ``update`` fine-tunes on the campaign's
+    best validated results (ranked by the campaign's own objectives and constraints) once
+    ``finetune_after`` new ones are in; ``propose`` samples (edits of the best so far, or de novo) and
+    prepares the samples."""
+
+    name = "diffusion"
+
     def __init__(self, config: ProposerConfig, run_dir: str | Path | None, seed: int = 0) -> None:
         from .pipeline import load_generator
 
@@ -41,6 +46,7 @@ class CampaignGenerator:
         self.generator.guidance = config.guidance
         self.versions = Path(run_dir) / "generator" if run_dir else None
         self.tuned_on = 0
+        self.labelled: list[Feedback] = []
         self._resume()
 
     def _resume(self) -> None:
@@ -54,26 +60,36 @@ class CampaignGenerator:
             self.generator.guidance = base.guidance
             self.tuned_on = json.loads(saved[-1].read_text())["meta"].get("tuned_on", 0)
 
-    def _parents(self, labelled: Sequence[Mapping[str, Any]]) -> list:
-        """The best validated MOFs so far (once there are ``finetune_after``), else the training set's best."""
-        if len(labelled) >= self.config.finetune_after:
-            best = sorted(self.generator.examples(labelled), key=lambda e: e.label, reverse=True)
-            return best[:N_PARENTS]
-        return self.generator.elite
+    def update(self, results: Sequence[Feedback]) -> dict[str, Any] | None:
+        """Fine-tune when ``finetune_after`` new results with a CG view are in; returns what was done."""
+        self.labelled = [f for f in results if f.cg]
+        if len(self.labelled) - self.tuned_on < self.config.finetune_after:
+            return None
+        rows = [_row(f) for f in self.labelled]
+        info = self.generator.update(rows, seed=self.seed * 1000 + len(self.labelled),
+                                     score={f.id: f.score for f in self.labelled})
+        self.tuned_on = len(self.labelled)
+        if self.versions:
+            self.generator.save(self.versions / f"v{self.generator.version}", {"tuned_on": self.tuned_on, **info})
+        log.info("generator fine-tuned: %s", info)
+        return {"generator_version": self.generator.version, **{k: v for k, v in info.items() if k != "version"}}
 
-    def propose(self, round_index: int, n: int, exclude: Sequence[str],
-                feedback: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Fine-tune when ``finetune_after`` new results are in, then sample and prepare ``n`` candidates."""
-        labelled = [f for f in feedback if f.get("cg") and math.isfinite((f.get("values") or {}).get(LABEL, math.nan))]
-        if len(labelled) - self.tuned_on >= self.config.finetune_after:
-            info = self.generator.update(labelled, seed=self.seed * 1000 + round_index)
-            self.tuned_on = len(labelled)
-            if self.versions:
-                self.generator.save(self.versions / f"v{self.generator.version}", {"tuned_on": self.tuned_on, **info})
-            log.info("generator fine-tuned: %s", info)
-        samples = self.generator.sample(n, seed=self.seed * 100_003 + round_index, steer=self.config.steer,
-                                        parents=self._parents(labelled) if self.config.mode == "edit" else (),
+    def _parents(self, ranked: Sequence[str]) -> list:
+        """The best validated MOFs so far (``ranked``: ids best first by the campaign), once
+        ``finetune_after`` results are in, else the training set's best."""
+        if len(self.labelled) < self.config.finetune_after:
+            return self.generator.elite
+        examples = {e.id: e for e in self.generator.examples([_row(f) for f in self.labelled], keep_unlabelled=True)}
+        return [examples[i] for i in ranked if i in examples]
+
+    def propose(self, n: int, context: ProposalContext) -> list[dict[str, Any]]:
+        """Sample and prepare ``n`` candidates (seeded by the campaign seed and the round)."""
+        samples = self.generator.sample(n, seed=self.seed * 100_003 + context.round, steer=self.config.steer,
+                                        parents=self._parents(context.parents) if self.config.mode == "edit" else (),
                                         strength=self.config.strength, block_strength=self.config.block_strength)
-        skip = set(exclude)
         return [{**r, "generator": f"diffusion-v{self.generator.version}"}
-                for r in self.generator.prepare([s for s in samples if s.id not in skip])]
+                for r in self.generator.prepare([s for s in samples if s.id not in context.exclude])]
+
+
+def _row(f: Feedback) -> dict[str, Any]:
+    return {"id": f.id, "cg": f.cg, "values": f.values}

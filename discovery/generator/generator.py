@@ -146,13 +146,16 @@ class DiffusionGenerator:
         return [prepare_sample(s, self.space) for s in samples]
 
     # ---- learning from results -----------------------------------------------------------------------
-    def update(self, results: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+    def update(self, results: Sequence[Mapping[str, Any]], seed: int = 0,
+               score: Mapping[str, float] | None = None) -> dict[str, Any]:
         """Fine-tune on the best validated MOFs: ``results`` are records with ``cg`` and ``values``
-        (``log10_kh_co2``). Returns what was done; the version goes up by one."""
-        examples = self.examples(results)
+        (``log10_kh_co2`` trains the property head). "Best" by ``score`` (id -> higher is better: a campaign's
+        ranking by its own objectives) when given, else by ``log10_kh_co2``. Returns what was done; the
+        version goes up by one."""
+        examples = self.examples(results, keep_unlabelled=score is not None)
         if not examples:
             return {"version": self.version, "fine_tuned_on": 0}
-        examples.sort(key=lambda e: e.label, reverse=True)
+        examples.sort(key=(lambda e: score[e.id]) if score is not None else (lambda e: e.label), reverse=True)
         k = max(self.finetune.min_examples, int(round(self.finetune.top_fraction * len(examples))))
         best = examples[:k]
         rng = np.random.default_rng(seed)
@@ -167,14 +170,15 @@ class DiffusionGenerator:
                 "best_label": best[0].label, "threshold": best[-1].label,
                 "loss": float(np.mean(losses[-20:])), "cpu_s": round(time.process_time() - t0, 1)}
 
-    def examples(self, results: Sequence[Mapping[str, Any]]) -> list[CGExample]:
-        """Results with a CG view of library BBs and a finite label, as training examples."""
+    def examples(self, results: Sequence[Mapping[str, Any]], keep_unlabelled: bool = False) -> list[CGExample]:
+        """Results with a CG view of library BBs and a finite label (any label with ``keep_unlabelled``: the
+        property head skips NaN), as training examples."""
         from .train import examples_from_rows
 
         rows = [{"id": r["id"], "cg": r.get("cg"), "labels": r.get("values") or r.get("labels") or {}}
                 for r in results]
         examples, _ = examples_from_rows(rows, self.embedding.vector)
-        return [e for e in examples if math.isfinite(e.label)]
+        return [e for e in examples if keep_unlabelled or math.isfinite(e.label)]
 
 
 def round_robin(n_parents: int, n: int, generator: torch.Generator | None = None) -> list[int]:

@@ -1,0 +1,324 @@
+"""The campaign core: the round logic in plain Python, run by an executor.
+
+A round proposes new candidates (``Generator``), fits the surrogate on the results so far when enough new
+ones arrived (``Surrogate``), selects a batch with the BoTorch planner, aware of the candidates still being
+evaluated, and hands the batch to the oracle (``Oracle``) through the executor. What a round knows is fixed
+by the round structure: round r is conditioned on the results of rounds ``<= r - lag``, never on the order
+in which results arrive, so the same seed gives the same selections in one process
+(``InProcessExecutor``) and on a Ray cluster (``agents.RayExecutor``), interrupted or not.
+
+Planning is written as a Python generator that yields ``Call``s (a role, a method, its arguments) and
+receives their values: an executor decides where the generator and surrogate run (here, in Ray actors)
+and whether it waits. Every event is in the run directory's log before the campaign acts on it
+(``discovery.campaign_state``); persistence and tracking are observers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Generator as PyGenerator, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .. import campaign_report as reports
+from ..campaign_state import CampaignState
+from ..config import CampaignConfig, load_config
+from ..errors import DiscoveryError
+from ..pareto import pareto_mask
+from ..planner import Planner
+from .contracts import Candidate, Feedback, Outcome, ProposalContext, as_outcome
+from .executor import Call, Executor, InProcessExecutor, drive
+from .observers import ArtifactWriter, Observer
+from .parts import Parts, top_threshold
+
+LAG = 2  # run(): round r is conditioned on the results of rounds <= r - LAG (the next round is prepared
+# while the current one is evaluated)
+
+
+class Campaign:
+    """A discovery campaign in a run directory. Build it with ``from_config`` or ``resume``; pass parts
+    (``generator``, ``surrogate``, ``oracle``: objects implementing ``discovery.campaign.contracts`` or
+    zero-argument callables that build one) to replace the config's, and an ``executor`` (default: this
+    process)."""
+
+    def __init__(self, state: CampaignState, *, generator: Any = None, surrogate: Any = None, oracle: Any = None,
+                 executor: Executor | None = None, observers: Sequence[Observer] | None = None) -> None:
+        self.state, self.config = state, state.config
+        self.observers = list(observers) if observers is not None else [ArtifactWriter(state)]
+        self.executor = executor or InProcessExecutor()
+        self.unscorable: dict[str, str] = {}
+        self.exhausted = False
+        self._threshold: Any = None
+        self._threshold_known = False
+        self._finished = True  # nothing new to report yet
+        try:
+            self.parts = Parts.from_config(self.config, state.run_dir, generator, surrogate, oracle)
+            self.executor.start(self)
+            self.targets: tuple[str, ...] = tuple(self.executor.resolve(Call("surrogate", "targets")))
+            drive(self.restore(), self.executor)
+        except BaseException:
+            self.executor.close()
+            state.close()  # what was recorded stays; the run directory stays resumable
+            raise
+
+    # ---- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: str | Path | Mapping[str, Any] | CampaignConfig, run_dir: str | Path | None = None,
+                    overrides: Sequence[str] = (), **parts: Any) -> "Campaign":
+        """A new campaign in ``run_dir`` (default ``runs/NAME-TIME``); ``parts``: as for ``Campaign``."""
+        if not isinstance(config, CampaignConfig):
+            config = load_config(config, overrides)
+        run_dir = Path(run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return cls(CampaignState.create(run_dir, config), **parts)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, budget: int | None = None, **parts: Any) -> "Campaign":
+        """Continue a campaign from its run directory, after an interruption or with a larger ``budget``."""
+        state = CampaignState.open(run_dir)
+        if budget is not None:
+            state.extend_budget(budget)
+        return cls(state, **parts)
+
+    def restore(self) -> PyGenerator[Call, Any, None]:
+        """Hand the surrogate the candidates and the latest model of a resumed campaign (also after its
+        worker restarted)."""
+        valid = [c for c in self.state.candidates.values() if c["status"] == "valid"]
+        if valid:
+            self.unscorable.update((yield Call("surrogate", "add", self.with_structures(valid))))
+        if self.state.models:
+            yield Call("surrogate", "load", max(self.state.models))
+
+    # ---- the public API ----------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.state.run_dir
+
+    def run(self, progress: bool = True) -> dict[str, Any]:
+        """Run (or continue) the campaign until its budget is spent; returns the report."""
+        self._notify("started")
+        try:
+            self.executor.run(self, progress=progress, plan=True)
+        except BaseException:
+            self._notify("finished", "FAILED")
+            raise
+        return self.finish()
+
+    def step(self) -> dict[str, Any]:
+        """One synchronous round: plan on everything known, evaluate the batch, wait for it."""
+        self._notify("started")
+        r = self.next_round()
+        picked = drive(self.planning(r, lag=1, q=self.config.batch_size), self.executor)
+        self.executor.run(self, progress=False, plan=False)  # the round's picks and anything left pending
+        return {"round": r, "selected": picked, **self.state.round_metrics.get(r, {})}
+
+    def rounds(self) -> Iterator[dict[str, Any]]:
+        """``for r in campaign.rounds(): ...``: synchronous rounds (``step``) until the budget is spent."""
+        while self.state.budget_left > 0 and not self.exhausted:
+            yield self.step()
+
+    def ask(self, n: int | None = None) -> list[dict[str, Any]]:
+        """Select up to n candidates for an outside oracle; give their results back with ``tell``."""
+        r = self.next_round()
+        picked = drive(self.planning(r, lag=1, q=n or self.config.batch_size), self.executor)
+        return [self._public(i) for i in picked]
+
+    def tell(self, results: Iterable[Mapping[str, Any] | Outcome]) -> None:
+        """Results of asked candidates: ``{"id": ..., "values": {target: value}}``, or ``"status": "failed"``
+        with a ``reason``; values are log10 of K_H etc. as the targets name them."""
+        for res in results:
+            cid = res.get("id") if isinstance(res, Mapping) else None
+            if cid not in self.state.selected:
+                raise DiscoveryError(f"tell: {cid!r} was not asked for")
+            if cid in self.state.results:
+                raise DiscoveryError(f"tell: {cid!r} already has a result")
+            try:
+                outcome = as_outcome({"worker": "told", **res})
+            except (DiscoveryError, TypeError, ValueError) as exc:
+                raise DiscoveryError(f"tell {cid}: {exc}") from exc
+            bad = [k for k in outcome.values if k not in self.targets]
+            if outcome.status == "ok" and not outcome.values:
+                raise DiscoveryError(f"tell {cid}: an ok result needs values for some of {list(self.targets)}")
+            if bad:
+                raise DiscoveryError(f"tell {cid}: unknown target(s) {bad}; this campaign's: {list(self.targets)}")
+            self.record_result(cid, outcome)
+
+    def best(self, k: int = 10):
+        return reports.best(self.state, k)
+
+    def pareto_front(self):
+        return reports.pareto_front(self.state)
+
+    def history(self):
+        return reports.history(self.state)
+
+    def report(self) -> dict[str, Any]:
+        return reports.report(self.state)
+
+    def finish(self) -> dict[str, Any]:
+        """Final artifacts (campaign table, plots, best CIFs) to the run directory and the observers."""
+        self._notify("finished", "FINISHED" if self.state.done else "KILLED")
+        self._finished = True
+        return self.report()
+
+    def close(self) -> None:
+        """Stop the executor's workers (the state on disk stays; ``Campaign.resume`` continues it)."""
+        if not self._finished:  # step()/rounds()/ask() users: the artifacts and tracking runs are closed here
+            self.finish()
+        self.executor.close()
+        self.state.close()
+
+    # ---- planning: a generator of calls, driven by the executor ------------------------------------
+    def next_round(self) -> int:
+        return min([r for r, rnd in self.state.rounds.items() if not rnd.selected] or [len(self.state.rounds)])
+
+    def planning(self, r: int, lag: int, q: int) -> PyGenerator[Call, Any, list[str]]:
+        """Propose (once per round), fit when due, select ``q``; returns the picked ids, recorded."""
+        st = self.state
+        basis = st.basis_for(r, lag)
+        if r not in st.rounds or not st.rounds[r].planned:
+            yield from self._propose(r, basis)
+        version = yield from self._model(r, basis)
+        pool = [i for i in st.selectable() if i not in self.unscorable]
+        q = min(q, st.budget_left, len(pool))
+        if q <= 0:
+            self.exhausted = not pool
+            return []
+        lagging = {i for rr, rnd in st.rounds.items() if rr > r - lag for i in rnd.selected}
+        pending = [i for i in st.selected if i in lagging or i not in st.results]
+        planner = replace(self.config.planner_config(), seed=self.config.seed * 1000 + r)
+        predictions: dict[str, dict] = {}
+        if version is None:
+            rows = Planner(replace(planner, strategy="random")).select(None, np.arange(len(pool))[:, None], None, q).rows
+            strategy = "random"
+        else:
+            known = st.values(basis, self.targets)
+            model, X, X_obs = yield Call("surrogate", "botorch_inputs", [*pool, *pending], basis, known)
+            rows = Planner(planner).select(model, X[: len(pool)], X_obs, q, pending=X[len(pool):] if pending else None).rows
+            strategy = self.config.planner.strategy
+            mean, std = yield Call("surrogate", "predict", [pool[i] for i in rows])
+            predictions = {pool[i]: {"targets": list(self.targets), "mean": mean[k].tolist(), "std": std[k].tolist()}
+                           for k, i in enumerate(rows)}
+        picked = [pool[i] for i in rows]
+        st.record({"type": "selected", "round": r, "ids": picked, "strategy": strategy, "model_version": version,
+                   "n_basis": len(basis), "n_pending": len(pending), "predictions": predictions})
+        return picked
+
+    def _propose(self, r: int, basis: list[str]) -> PyGenerator[Call, Any, None]:
+        st = self.state
+        ranked = self.ranked(basis)
+        context = ProposalContext(round=r, seed=self.config.seed, exclude=frozenset(st.candidates),
+                                  parents=tuple(ranked[: self.config.proposer.parents]))
+        info = yield Call("generator", "update", self.feedback(basis))
+        if info:
+            st.record({"type": "generator", "round": r, **info})
+        records = yield Call("generator", "propose", self.config.proposer.candidates_per_round, context)
+        structures = {}
+        for rec in records:
+            mof_json = rec.pop("mof_json", None)
+            if mof_json:
+                st.save_structure(rec["id"], mof_json)
+                structures[rec["id"]] = mof_json
+        st.record({"type": "proposed", "round": r, "candidates": records})
+        self.unscorable.update((yield Call("surrogate", "add", self.with_structures(records, structures))))
+
+    def _model(self, r: int, basis: list[str]) -> PyGenerator[Call, Any, int | None]:
+        """The surrogate version round r selects with (None: too few results yet, select at random)."""
+        s, st = self.config.surrogate, self.state
+        y = st.values(basis, self.targets)
+        keep = np.isfinite(y).all(axis=1)
+        if keep.sum() < s.min_train or self.config.planner.strategy == "random":
+            return None
+        last = st.models[max(st.models)] if st.models else None
+        if last and (last["round"] == r or keep.sum() - last["n_train"] < s.retrain_every):
+            return last["version"]
+        version = last["version"] + 1 if last else 1
+        info = yield Call("surrogate", "fit", version, [b for b, k in zip(basis, keep) if k], y[keep])
+        st.record({"type": "model", "round": r, **info})
+        self._notify("retrained", info)
+        return version
+
+    # ---- what the parts are told -------------------------------------------------------------------
+    def ranked(self, ids: Sequence[str]) -> list[str]:
+        """``ids`` best first by the campaign's objectives and constraints: feasible before infeasible, then by
+        Pareto layer (one objective: by value), then by the first objective."""
+        if not ids:
+            return []
+        values = reports.objective_values(self.state, ids)
+        feasible = self._feasible(ids)
+        layer = np.full(len(ids), len(ids), dtype=int)
+        for group in (feasible, ~feasible):  # layers among the feasible, and among the others
+            left = group & np.isfinite(values).all(axis=1)
+            k = 0
+            while left.any():
+                front = np.zeros(len(ids), dtype=bool)
+                front[left] = pareto_mask(values[left])
+                layer[front], left, k = k, left & ~front, k + 1
+        first = np.nan_to_num(values[:, 0], nan=-np.inf)
+        order = sorted(range(len(ids)), key=lambda i: (not feasible[i], layer[i], -first[i], i))
+        return [ids[i] for i in order]
+
+    def _feasible(self, ids: Sequence[str]) -> np.ndarray:
+        planner = self.config.planner_config()
+        if not planner.minimum:
+            return np.ones(len(ids), dtype=bool)
+        import torch
+
+        Y = torch.from_numpy(self.state.values(ids, planner.targets))
+        ok = np.ones(len(ids), dtype=bool)
+        for name, low in planner.minimum:
+            ok &= np.nan_to_num(planner.output(name)(Y).numpy(), nan=-np.inf) >= low
+        return ok
+
+    def feedback(self, basis: list[str]) -> list[Feedback]:
+        """The validated results of the basis, scored by the campaign's ranking (higher is better)."""
+        st = self.state
+        ok = [i for i in basis if st.results.get(i, {}).get("status") == "ok"]
+        rank = {cid: k for k, cid in enumerate(self.ranked(ok))}
+        return [Feedback(i, dict(st.results[i].get("values", {})), float(len(ok) - rank[i]), st.candidates[i].get("cg"))
+                for i in ok]
+
+    def with_structures(self, records: list[dict[str, Any]], structures: Mapping[str, str] | None = None):
+        """The records with their structures, when a surrogate needs atoms (the transport rollouts)."""
+        if not self.config.uses_transport:
+            return records
+        structures = structures or {}
+        return [{**r, "mof_json": structures.get(r["id"]) or self.state.structure_json(r["id"])} for r in records]
+
+    def candidate(self, cid: str) -> Candidate:
+        return Candidate(cid, self.state.structure_json(cid))
+
+    # ---- results -----------------------------------------------------------------------------------
+    def record_result(self, cid: str, outcome: Outcome) -> None:
+        event = {"type": "result", "id": cid, **outcome.to_event()}
+        if outcome.record is not None:  # settings are in the run's config.yaml: the same for every call
+            event["oracle"] = {k: v for k, v in event.pop("record").items() if k != "settings"}
+        self.state.record(event)
+        self._finished = False
+        for r in sorted(self.state.rounds):  # rounds finish in order, whatever order their results arrive in
+            if not self.state.rounds[r].selected or not self.state.complete_through(r):
+                break
+            if r not in self.state.round_metrics:
+                self._round_done(r)
+
+    def _round_done(self, r: int) -> None:
+        if not self._threshold_known:
+            self._threshold, self._threshold_known = top_threshold(self.config, self.targets), True
+        metrics = reports.round_metrics(self.state, r, self._threshold, self.executor.workers or None)
+        self.state.record({"type": "round_metrics", **metrics})
+        self._notify("round", r, metrics)
+
+    def _public(self, cid: str) -> dict[str, Any]:
+        cand = self.state.candidates[cid]
+        rnd = self.state.rounds[self.state.round_of(cid)]
+        path = self.run_dir / "structures" / f"{cid}.json"
+        return {"id": cid, "recipe": cand["recipe"], "origin": cand["origin"], "round": rnd.index,
+                "structure": str(path) if path.exists() else None, "prediction": rnd.predictions.get(cid)}
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, hook)(*args)
+
+
+__all__ = ["Campaign", "LAG"]

@@ -1,0 +1,142 @@
+"""The parts a campaign config names, as builders: zero-argument callables that an executor calls where the
+part will live (this process, or a Ray actor), so that heavy models are built once, on their worker.
+
+A part given by the user replaces the config's: an object (used as it is; an executor that runs it
+elsewhere sends a copy) or a builder. Defaults by config key:
+- ``proposer.kind``: diffusion (``discovery.generator.campaign``), designspace, table (``generators``);
+- ``surrogate.kind``: ensemble or gp (``surrogates.campaign_model.from_config``, found by name so that the
+  core does not import the learned models' package);
+- ``oracle.kind``: raspa (``SimulationOracle``) or lookup (``LookupOracle``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..config import CampaignConfig
+from ..errors import DiscoveryError
+from .contracts import Generator, Oracle, Surrogate
+
+SURROGATE_FACTORY = "surrogates.campaign_model:from_config"  # (config, model_dir) -> Surrogate
+
+
+@dataclass(frozen=True)
+class Parts:
+    generator: Callable[[], Generator]
+    surrogate: Callable[[], Surrogate]
+    oracle: Callable[[], Oracle]
+
+    @classmethod
+    def from_config(cls, config: CampaignConfig, run_dir: str | Path, generator: Any = None, surrogate: Any = None,
+                    oracle: Any = None) -> "Parts":
+        """The config's parts, each replaced by the one given; paths made absolute (a worker need not start
+        in this directory). Checks that need no worker run here, before anything starts."""
+        config = _absolute_paths(config, Path(run_dir))
+        if surrogate is None:
+            check_transport_model(config)
+        if generator is None and config.proposer.kind == "diffusion":
+            from ..generator.campaign import ensure_generator
+
+            ensure_generator(config.proposer, config.seed)
+        return cls(generator=_builder(generator, Generator, build_generator, config, str(run_dir)),
+                   surrogate=_builder(surrogate, Surrogate, build_surrogate, config, str(Path(run_dir) / "models")),
+                   oracle=_builder(oracle, Oracle, build_oracle, config))
+
+
+def _builder(given: Any, contract: type, default: Callable, *args: Any) -> Callable[[], Any]:
+    if given is None:
+        return functools.partial(default, *args)
+    if isinstance(given, type) or (callable(given) and not isinstance(given, contract)
+                                   and not hasattr(given, _METHOD[contract])):
+        return given  # a class or a factory: called on the worker
+    return functools.partial(_same, given)  # an object: every call returns it (a copy on another worker)
+
+
+_METHOD = {Generator: "propose", Surrogate: "fit", Oracle: "evaluate"}
+
+
+def _same(obj: Any) -> Any:
+    return obj
+
+
+def build_generator(config: CampaignConfig, run_dir: str | None = None) -> Generator:
+    p = config.proposer
+    if p.kind == "diffusion":
+        from ..generator.campaign import CampaignGenerator
+
+        return CampaignGenerator(p, run_dir, seed=config.seed)
+    from .generators import DesignSpaceGenerator, TableGenerator
+
+    if p.kind == "table":
+        return TableGenerator(load_table(config), p.mutation_fraction)
+    return DesignSpaceGenerator(p.mutation_fraction)
+
+
+def build_surrogate(config: CampaignConfig, model_dir: str) -> Surrogate:
+    module, _, name = SURROGATE_FACTORY.partition(":")
+    return getattr(importlib.import_module(module), name)(config, model_dir)
+
+
+def build_oracle(config: CampaignConfig) -> Oracle:
+    from ..campaign_oracles import LookupOracle, SimulationOracle
+
+    if config.oracle.kind == "lookup":
+        return LookupOracle(load_table(config), delay_s=config.oracle.lookup_delay_s)
+    return SimulationOracle(config.oracle, seed=config.seed)
+
+
+def load_table(config: CampaignConfig) -> dict[str, dict[str, Any]] | None:
+    """The pool table of a ``proposer.kind: table`` campaign, by id (rows with a CG view), else None."""
+    if config.proposer.kind != "table":
+        return None
+    from ..pool import POOL_TABLE, read_table
+
+    _, rows = read_table(config.proposer.table or POOL_TABLE)
+    return {r["id"]: r for r in rows if r.get("cg")}
+
+
+def top_threshold(config: CampaignConfig, targets: tuple[str, ...]) -> float | None:
+    """The first objective's value at the top ``top_fraction`` of a labelled reference: the campaign's own
+    table, or for a design-space campaign whose oracle uses the same charges, the committed labelled design
+    space (``top_found`` then counts MOFs as good as its top 1 %). None where no reference applies."""
+    from ..pool import POOL_TABLE, read_table
+
+    name = config.planner.objectives[0]
+    if name not in targets:
+        return None
+    table = load_table(config)
+    rows: list[Mapping[str, Any]]
+    if table is not None:
+        rows = list(table.values())
+    else:
+        header, rows = read_table(POOL_TABLE)
+        if header.get("charges") != config.oracle.charges:
+            return None
+    values = sorted((r["labels"][name] for r in rows if name in r.get("labels", {})), reverse=True)
+    k = max(1, int(round(config.top_fraction * len(values))))
+    return values[k - 1] if values else None
+
+
+def check_transport_model(config: CampaignConfig) -> None:
+    """Fail before any worker starts when transport is an objective and its model is missing."""
+    if config.uses_transport and not (Path(config.surrogate.transport_model) / "model.json").exists():
+        raise DiscoveryError(
+            f"no transport model at {config.surrogate.transport_model} (surrogate.transport_model), and "
+            "log10_d_co2 is an objective: build MD trajectories (`discovery dataset trajectories DATASET --out DIR`) "
+            "and train one with `discovery train transport --data DIR --out MODEL` (docs/transport.md)")
+
+
+def _absolute_paths(config: CampaignConfig, run_dir: Path) -> CampaignConfig:
+    """Models and the MD trajectory folder as absolute paths (the trajectories in the run directory unless
+    the config names a folder: they can extend the transport model's training data)."""
+    model, transport = (str(Path(p).resolve()) for p in (config.proposer.model, config.surrogate.transport_model))
+    config = replace(config, proposer=replace(config.proposer, model=model),
+                     surrogate=replace(config.surrogate, transport_model=transport))
+    if "diffusivity" in config.oracle.properties:
+        folder = Path(getattr(config.oracle, "trajectories", None) or run_dir / "trajectories").resolve()
+        config = replace(config, oracle=replace(config.oracle, trajectories=str(folder)))
+    return config
