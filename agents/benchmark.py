@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from discovery.campaign_report import throughput
+from discovery.campaign.report import throughput
 
-from .campaign import Campaign
+from agents.campaign import Campaign
 
 
 def _config(budget: int, batch_size: int, delay_s: float, workers: int) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from tqdm import tqdm
 from discovery.campaign import core
 from discovery.campaign.contracts import Outcome
 from discovery.campaign.executor import Call, Executor, drive
-from discovery.campaign_state import CampaignState
+from discovery.campaign.state import CampaignState
 from discovery.errors import DiscoveryError
 
-from .actors import OracleAgent, PartAgent
-from .observer import MlflowObserver
-from .runtime import connect, workers
+from agents.actors import OracleAgent, PartAgent
+from agents.observer import MlflowObserver
+from agents.runtime import connect, workers
 
 log = logging.getLogger(__name__)
 MAX_PLANNING_RETRIES = 2

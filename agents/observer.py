@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from discovery.campaign.observers import ArtifactWriter
-from discovery.campaign_state import CampaignState
+from discovery.campaign.state import CampaignState
 
 log = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"
@@ -33,7 +33,7 @@ class MlflowObserver(ArtifactWriter):
     def started(self) -> None:
         if not self.enabled or self.tracker is not None:
             return
-        from .tracking import MlflowTracker
+        from agents.tracking import MlflowTracker
 
         t = self.state.config.tracking
         self.tracker = MlflowTracker(experiment=t.experiment, root=t.root)

@@ -14,20 +14,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "MOF": "mof", "CGView": "mof", "Bead": "mof", "load_structure": "mof",
-    "BuildingBlock": "building_blocks", "BuildingBlockLibrary": "building_blocks",
-    "TopologyInfo": "topologies", "TopologyLibrary": "topologies",
-    "Recipe": "assembly", "Assembler": "assembly", "assemble": "assembly",
-    "check_structure": "validity", "check_mof": "validity", "ValidityReport": "validity",
-    "Geometry": "geometry", "GeometrySettings": "geometry", "compute_geometry": "geometry",
-    "DesignSpace": "designspace", "Sampler": "designspace",
-    "build_dataset": "dataset", "DatasetBuilder": "dataset",
+    "MOF": "structures.mof", "CGView": "structures.mof", "Bead": "structures.mof", "load_structure": "structures.mof",
+    "BuildingBlock": "library.building_blocks", "BuildingBlockLibrary": "library.building_blocks",
+    "TopologyInfo": "library.topologies", "TopologyLibrary": "library.topologies",
+    "Recipe": "library.assembly", "Assembler": "library.assembly", "assemble": "library.assembly",
+    "check_structure": "structures.validity", "check_mof": "structures.validity", "ValidityReport": "structures.validity",
+    "Geometry": "oracle.geometry.zeo", "GeometrySettings": "oracle.geometry.zeo", "compute_geometry": "oracle.geometry.zeo",
+    "DesignSpace": "library.designspace", "Sampler": "library.designspace",
+    "build_dataset": "library.dataset", "DatasetBuilder": "library.dataset",
     "Oracle": "oracle", "OracleSettings": "oracle", "OracleResult": "oracle", "evaluate_files": "oracle",
     "DiscoveryError": "errors", "StructureReadError": "errors", "IncompatibleCombinationError": "errors",
     "UnknownBuildingBlockError": "errors", "UnknownTopologyError": "errors", "AssemblyError": "errors",
     "GeometryError": "errors", "DatasetError": "errors",
     "CampaignConfig": "config", "load_config": "config", "ConfigError": "config",
-    "CampaignState": "campaign_state", "LookupOracle": "campaign_oracles", "SimulationOracle": "campaign_oracles",
+    "CampaignState": "campaign.state", "LookupOracle": "campaign.oracles", "SimulationOracle": "campaign.oracles",
     "Campaign": "campaign", "Outcome": "campaign", "Candidate": "campaign",
 }
 
@@ -38,4 +38,4 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'discovery' has no attribute {name!r}")
     module = _EXPORTS[name]
-    return getattr(import_module(module if "." in module else f".{module}", __name__), name)
+    return getattr(import_module(f".{module}", __name__), name)

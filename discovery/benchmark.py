@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .dataset import build_dataset
-from .errors import DatasetError
-from .parallel import default_workers
+from discovery.library.dataset import build_dataset
+from discovery.errors import DatasetError
+from discovery.parallel import default_workers
 
 
 def benchmark_dataset(size: int = 40, seed: int = 1, workers: int | None = None, out: str | None = None) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def benchmark_geometry(reference: str | Path) -> dict[str, Any]:
     ``reference`` is a directory with ``co2_298K.csv`` (columns name, lcd_A, pld_A) and
     ``structures/NAME_DDEC.cif``.
     """
-    from .geometry import compute_geometry
+    from discovery.oracle.geometry.zeo import compute_geometry
 
     table, structures = _reference(reference)
     published = {row["name"]: row for row in table}
@@ -57,9 +57,9 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None, md: bool
     transport reference (MD of CO2 in IRMOF-1 against a long reference run). Throughputs are derived
     from the CPU seconds of each level and the number of cores (runs are single-threaded).
     """
-    from .forcefield import CO2
-    from .oracle import Oracle, OracleSettings
-    from .raspa import adaptive_uptake, simulation_box
+    from discovery.oracle.adsorption.forcefield import CO2
+    from discovery.oracle.core import Oracle, OracleSettings
+    from discovery.oracle.adsorption.raspa import adaptive_uptake, simulation_box
 
     table, structures = _reference(reference)
     published = {(r["name"], r["charges"]): r for r in table}
@@ -96,7 +96,7 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None, md: bool
            "flue_gas_mofs_per_hour": round(3600.0 * cores * len(flue_cpu) / sum(flue_cpu), 1),
            "md_cpu_s_per_mof": None, "cores": cores}
     if md:
-        from .md_benchmark import benchmark_md
+        from discovery.oracle.transport.md_benchmark import benchmark_md
 
         transport = benchmark_md(reference)
         out["transport"] = transport
@@ -108,7 +108,7 @@ def _reference(reference: str | Path) -> tuple[list[dict[str, str]], dict[str, A
     """Rows of ``co2_298K.csv`` and each named framework read from ``structures/NAME_DDEC.cif``."""
     import csv
 
-    from .mof import MOF
+    from discovery.structures.mof import MOF
 
     ref = Path(reference)
     with (ref / "co2_298K.csv").open() as f:

@@ -17,13 +17,13 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from .errors import DiscoveryError
-from .fields import bounded, choice, problem
-from .oracle_settings import TIMEOUT_S, SimulationSettings
+from discovery.errors import DiscoveryError
+from discovery.fields import bounded, choice, problem
+from discovery.oracle.settings import TIMEOUT_S, SimulationSettings
+from discovery.targets import ADSORPTION, D_CO2, KH_CO2
 
-
-ADSORPTION_TARGETS = ("log10_kh_co2", "log10_kh_n2")  # the adsorption ensemble's outputs
-TRANSPORT_TARGET = "log10_d_co2"  # the CG dynamics model's
+ADSORPTION_TARGETS = ADSORPTION  # the adsorption ensemble's outputs
+TRANSPORT_TARGET = D_CO2  # the CG dynamics model's
 
 
 class ConfigError(DiscoveryError):
@@ -84,7 +84,7 @@ class SurrogateConfig:
 @dataclass(frozen=True)
 class PlannerSection:
     strategy: str = choice("botorch", "greedy", "random", default="botorch")
-    objectives: tuple[str, ...] = ("log10_kh_co2",)
+    objectives: tuple[str, ...] = (KH_CO2,)
     minimum: dict[str, float] = field(default_factory=dict)  # outcome constraints, e.g. log10_selectivity: 1.0
     prefilter: int = bounded(300, 1)
 
@@ -122,7 +122,7 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         if self.oracle.kind == "lookup" and self.proposer.kind != "table":
             raise ConfigError("oracle.kind: 'lookup' needs proposer.kind: 'table' (labels come from the table)")
-        from .oracle import LEVELS
+        from discovery.oracle.core import LEVELS
 
         bad = [p for p in self.oracle.properties if p not in LEVELS]
         if bad:
@@ -149,7 +149,7 @@ class CampaignConfig:
         return (*ADSORPTION_TARGETS, *((TRANSPORT_TARGET,) if self.uses_transport else ()))
 
     def planner_config(self):
-        from .planner import PlannerConfig
+        from discovery.campaign.planner import PlannerConfig
 
         p = self.planner
         return PlannerConfig(strategy=p.strategy, objectives=p.objectives, minimum=tuple(p.minimum.items()),

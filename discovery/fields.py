@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import field
 from typing import Any
 
-from .errors import DiscoveryError
+from discovery.errors import DiscoveryError
 
 
 class SettingError(DiscoveryError):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from .errors import DiscoveryError
+from discovery.errors import DiscoveryError
 
 # A batch stops when this many items in a row have crashed their workers: the workers are broken
 # (e.g. cannot import), not the items.

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import DiscoveryError
+from discovery.errors import DiscoveryError
 
 TABLE_FORMAT = 1
 POOL_TABLE = Path(__file__).resolve().parent / "data" / "pool_henry_none_v1.jsonl.gz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from discovery.assembly import Assembler
+from discovery.library.assembly import Assembler
 
 IRMOF1_RECIPE = "pcu+N16+E14"  # pcu net, Zn4O(CO2)6 node, C6H4 (benzene) edge: Zn4O(BDC)3
 

@@ -3,9 +3,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from discovery.assembly import Recipe
+from discovery.library.assembly import Recipe
 from discovery.errors import IncompatibleCombinationError, UnknownBuildingBlockError, UnknownTopologyError
-from discovery.validity import check_mof
+from discovery.structures.validity import check_mof
 
 IRMOF1_PRIMITIVE_A = 25.832 / 2  # IRMOF-1 is cubic, a = 25.832 A; the pcu primitive cell holds one Zn4O
 

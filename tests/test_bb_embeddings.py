@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from discovery.building_blocks import BuildingBlock
+from discovery.library.building_blocks import BuildingBlock
 from discovery.errors import EmbeddingError, UnknownBuildingBlockError
+from discovery.generator import bb_encoder as enc
 from discovery.generator import embeddings as emb
 from discovery.generator.embeddings import BBEmbedding, design_space_bbs, train_embeddings
 
@@ -30,7 +31,7 @@ def embedding(bbs) -> BBEmbedding:
 
 
 def test_design_space_bbs_are_the_curated_subset():
-    from discovery.designspace import DesignSpace
+    from discovery.library.designspace import DesignSpace
 
     space = DesignSpace()
     chosen = design_space_bbs(space)
@@ -85,13 +86,13 @@ def test_encoder_is_rotation_invariant(embedding, bbs):
 
 def test_training_step_lowers_contrastive_loss(bbs):
     subset = bbs[:20]
-    config = emb.EncoderConfig(dim=16)
+    config = enc.EncoderConfig(dim=16)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        encoder = emb._Encoder(config)
-    graphs = [emb._graph(b, config.cutoff) for b in subset]
+        encoder = enc.Encoder(config)
+    graphs = [enc.bb_graph(b, config.cutoff) for b in subset]
     rng = np.random.default_rng(0)
-    view1, view2 = (emb._collate(graphs, rng, noise=0.05, mask_fraction=0.15) for _ in range(2))
+    view1, view2 = (enc.collate(graphs, rng, noise=0.05, mask_fraction=0.15) for _ in range(2))
     raw = emb._aux_targets(subset)
     targets = torch.from_numpy(np.concatenate(
         [(raw[:, :4] - raw[:, :4].mean(0)) / (raw[:, :4].std(0) + 1e-6), raw[:, 4:]], axis=1)).float()

@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from discovery import md, raspa
-from discovery.box import Box, build_box
-from discovery.mof import MOF
-from discovery.pockets import Pocket
-from discovery.supercell import perpendicular_widths
+from discovery.oracle.transport import md
+
+from discovery.oracle.adsorption import raspa
+from discovery.oracle.box import Box, build_box
+from discovery.structures.mof import MOF
+from discovery.oracle.geometry.pockets import Pocket
+from discovery.structures.supercell import perpendicular_widths
 
 PRIMITIVE_FCC = Lattice.from_parameters(18.27, 18.27, 18.27, 60, 60, 60)  # IRMOF-1's primitive cell
 

@@ -148,7 +148,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(_config(budget=40, oracle__lookup_delay_s=0.4)))
-    cli = [sys.executable, "-m", "discovery.cli"]
+    cli = [sys.executable, "-m", "agents.cli.main"]
     env = dict(os.environ)  # with the session's Ray token (conftest)
     subprocess.run([*cli, "run", str(config), "--run-dir", str(tmp_path / "whole"), "--no-mlflow", "--json"],
                    check=True, capture_output=True, env=env, timeout=600)
@@ -258,7 +258,7 @@ class DensityTestOracle:
     """Test double: a cheap 'adsorption' from the candidate's atoms (denser frameworks score higher)."""
 
     def evaluate(self, candidate):
-        from discovery.mof import MOF
+        from discovery.structures.mof import MOF
 
         density = MOF.from_json(candidate.mof_json).structure.density
         return {"status": "ok", "values": {"log10_kh_co2": -6.0 + float(density), "log10_kh_n2": -6.0}}
@@ -268,7 +268,7 @@ def test_diffusion_generator_in_the_loop(by_value, ray_session, tmp_path):
     """The default proposer: a (tiny, test-sized) diffusion generator proposes, is fine-tuned once results are
     in, and every candidate records the generator version that made it."""
     from agents.campaign import Campaign
-    from discovery.cli import main
+    from agents.cli.main import main
 
     model = tmp_path / "generator"
     assert main(["train", "generator", "--steps", "200", "--embedding-epochs", "2", "--hidden", "32", "--layers", "2",
@@ -292,7 +292,7 @@ class TransportTestOracle:
     binding, slower transport), standing in for RASPA3 and the MD oracle."""
 
     def evaluate(self, candidate):
-        from discovery.mof import MOF
+        from discovery.structures.mof import MOF
 
         density = float(MOF.from_json(candidate.mof_json).structure.density)
         return {"status": "ok", "values": {"log10_kh_co2": -6.0 + density, "log10_kh_n2": -6.5,
@@ -306,7 +306,7 @@ def test_transport_is_a_second_objective(by_value, ray_session, tmp_path):
 
     from agents.campaign import Campaign
     from discovery.campaign.parts import Parts
-    from surrogates.transport import CGDynamics, TransportConfig, save_model
+    from surrogates.transport.dynamics import CGDynamics, TransportConfig, save_model
 
     torch.manual_seed(0)
     save_model(CGDynamics(TransportConfig(hidden=16)), tmp_path / "transport",

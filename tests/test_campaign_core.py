@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from discovery.campaign import Campaign, Candidate, Generator, InProcessExecutor, Oracle, Outcome, Surrogate
+from discovery.campaign import Campaign, Candidate, Generator, Oracle, Outcome, Surrogate
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"budget": 16, "batch_size": 4, "proposer": {"kind": "table", "candidates_per_round": 24},
@@ -129,7 +129,7 @@ def test_co2_capture_generator_is_told_its_pareto_objectives(tmp_path):
     feasible MOFs first, then by Pareto layer of those two objectives, not by K_H alone."""
     from discovery.campaign.parts import load_table
     from discovery.config import load_config
-    from discovery.pareto import pareto_mask
+    from discovery.campaign.pareto import pareto_mask
 
     config = load_config(ROOT / "configs" / "co2_capture.yaml",
                          ["planner.strategy=random", "planner.minimum.log10_selectivity=0.37", "budget=24", "batch_size=8", "proposer.kind=table",

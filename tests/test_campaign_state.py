@@ -2,7 +2,7 @@
 
 import pytest
 
-from discovery.campaign_state import EVENTS, CampaignState
+from discovery.campaign.state import EVENTS, CampaignState
 from discovery.config import load_config
 from discovery.errors import DiscoveryError
 

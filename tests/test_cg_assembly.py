@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 
-from discovery.assembly import assemble
-from discovery.building_blocks import BuildingBlockLibrary
+from discovery.library.assembly import assemble
+from discovery.library.building_blocks import BuildingBlockLibrary
 from discovery.errors import CGAssemblyError, UnknownBuildingBlockError
-from discovery.generator.cg_assembly import (AssemblyResult, CGAssemblySettings, _chiral_cp_set, assemble_cg,
+from discovery.generator.cg_assembly import (AssemblyResult, CGAssemblySettings, chiral_cp_set, assemble_cg,
                                              assemble_cg_view)
 from discovery.generator.cg_assembly import DEFAULT_SETTINGS, _read_sample, _default_library
-from discovery.generator.cg_beads import _candidate_pairs
-from discovery.generator.cg_orient import _net_dimension, _Overlap, _random_state
-from discovery.orient import _min_ratio, _min_ratios, _rotate, _rotations
-from discovery.validity import check_structure
+from discovery.generator.cg_beads import candidate_pairs
+from discovery.generator.cg_anneal import Overlap, random_state
+from discovery.generator.cg_orient import _net_dimension
+from discovery.library.orient import min_ratio, _min_ratios, _rotate, _rotations
+from discovery.structures.validity import check_structure
 
 # cds + N17 + E27: nodes joined by linkers. pts + N4.N307 + no edge BB: nodes bonded directly, and N307's
 # connection points form a chiral set (pormake may place its mirror image).
@@ -126,9 +127,9 @@ def test_beads_too_far_apart_fail_with_message():
 
 def test_chiral_connection_point_sets():
     library = BuildingBlockLibrary()
-    assert _chiral_cp_set(library.get("N307"))  # a distorted tetrahedron of connection points
-    assert not _chiral_cp_set(library.get("N16"))  # Zn4O(CO2)6: an octahedron
-    assert not _chiral_cp_set(library.get("E14"))  # a linker: two points
+    assert chiral_cp_set(library.get("N307"))  # a distorted tetrahedron of connection points
+    assert not chiral_cp_set(library.get("N16"))  # Zn4O(CO2)6: an octahedron
+    assert not chiral_cp_set(library.get("E14"))  # a linker: two points
 
 
 def test_net_dimension():
@@ -144,12 +145,12 @@ def test_overlap_gradient_matches_finite_differences(known):
     """The annealing loss's hand-written gradient, on a real sample with mirrored beads and shifts."""
     lattice, bb_ids, frac = _cg_sample(known)
     beads = _read_sample(lattice, bb_ids, frac, None, _default_library())
-    pairs = _candidate_pairs(beads, DEFAULT_SETTINGS.neighbour_margin, DEFAULT_SETTINGS.edge_edge_bonds)
+    pairs = candidate_pairs(beads, DEFAULT_SETTINGS.neighbour_margin, DEFAULT_SETTINGS.edge_edge_bonds)
     rng = np.random.default_rng(0)
-    state = _random_state(beads, DEFAULT_SETTINGS, rng)
+    state = random_state(beads, DEFAULT_SETTINGS, rng)
     hand = np.where(rng.random(state.hand.shape) < 0.3, -1.0, 1.0)
     q, t = 1.3 * state.q, rng.normal(scale=0.3, size=state.t.shape)  # q off the unit sphere on purpose
-    loss = _Overlap(beads, pairs, hand, translation_weight=0.5)
+    loss = Overlap(beads, pairs, hand, translation_weight=0.5)
     for sigma in (3.0, 0.6):
         _, dq, dt = loss(q, t, sigma)
         for x, grad in ((q, dq), (t, dt)):
@@ -174,4 +175,4 @@ def test_spin_scan_matches_one_angle_at_a_time():
     brute = [min(np.linalg.norm(p - q) / (r + s) for p, r in zip(x, radii) for q, s in zip(near, near_r))
              for x in turned]
     assert np.allclose(_min_ratios(turned, radii, near, near_r), brute)
-    assert _min_ratio(turned[3], radii, near, near_r) == pytest.approx(brute[3])
+    assert min_ratio(turned[3], radii, near, near_r) == pytest.approx(brute[3])

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from discovery.charges import NEUTRALITY_TOLERANCE_E, ChargeError, neutral_charges
-from discovery.forcefield import ForceFieldError
-from discovery.md import MDError, run_md
-from discovery.mof import MOF
-from discovery.raspa import OracleError, framework_charges
+from discovery.oracle.charges import NEUTRALITY_TOLERANCE_E, ChargeError, neutral_charges
+from discovery.oracle.adsorption.forcefield import ForceFieldError
+from discovery.oracle.transport.md import run_md
+from discovery.oracle.transport.md_setup import MDError
+from discovery.structures.mof import MOF
+from discovery.oracle.adsorption.raspa import OracleError, framework_charges
 
 
 def toy(charges=None, elements=("Zn", "O", "C", "H")) -> MOF:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from discovery.cli import main
+from agents.cli.main import main
 
 
 def test_help_lists_the_commands(capsys):
@@ -68,9 +68,10 @@ def test_dataset_label_is_resumable(irmof1, tmp_path, capsys):
 def test_oracle_flags_are_the_settings_with_their_defaults(capsys):
     from dataclasses import fields
 
-    from discovery.cli import _oracle_settings, build_parser
+    from agents.cli.main import build_parser
+    from agents.cli.oracle import oracle_settings
     from discovery.config import OracleConfig
-    from discovery.oracle_settings import OracleSettings
+    from discovery.oracle.settings import OracleSettings
 
     parser = build_parser()
     for argv, expected in [(["evaluate", "x.cif"], OracleSettings()),
@@ -78,12 +79,12 @@ def test_oracle_flags_are_the_settings_with_their_defaults(capsys):
                            (["dataset", "trajectories", "d", "--out", "o", "--charges", "eqeq"],
                             OracleSettings(charges="eqeq"))]:
         args = parser.parse_args(argv)
-        assert _oracle_settings(args) == expected, argv
+        assert oracle_settings(args) == expected, argv
         assert args.timeout == OracleConfig().timeout_s  # one timeout default
     args = parser.parse_args(["evaluate", "x.cif", "--gcmc-max-cycles", "300", "--md-guests", "3", "--no-block-pockets",
                               "--temperature", "310", "--trajectories", "traj", "--seed", "4"])
     assert {f.name for f in fields(OracleSettings)} <= set(vars(args))  # every setting has its flag
-    assert _oracle_settings(args) == OracleSettings(gcmc_max_cycles=300, md_guests=3, block_pockets=False,
+    assert oracle_settings(args) == OracleSettings(gcmc_max_cycles=300, md_guests=3, block_pockets=False,
                                                     temperature=310.0, trajectories="traj", seed=4)
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "x.cif", "--md-guests", "0"])

@@ -58,7 +58,7 @@ def test_oracle_section_holds_every_oracle_setting_with_its_default():
     from dataclasses import fields
 
     from discovery.config import OracleConfig
-    from discovery.oracle_settings import TIMEOUT_S, OracleSettings, SimulationSettings
+    from discovery.oracle.settings import TIMEOUT_S, OracleSettings, SimulationSettings
 
     shared = [f.name for f in fields(SimulationSettings)]
     assert {f.name for f in fields(OracleSettings)} - set(shared) == {"seed"}  # the campaign's seed
@@ -70,7 +70,7 @@ def test_oracle_section_holds_every_oracle_setting_with_its_default():
 
 
 def test_oracle_settings_reach_the_simulation_oracle():
-    from discovery.campaign_oracles import SimulationOracle
+    from discovery.campaign.oracles import SimulationOracle
 
     section = {"charges": "none", "gcmc_max_cycles": 300, "md_guests": 3, "md_production_ps": 50.0,
                "temperature": 310.0, "block_pockets": False, "qst_cycles": 0, "trajectories": "traj"}

@@ -32,7 +32,7 @@ class ConstantTestOracle(Oracle):
 
 
 def _oracles(table, irmof1):
-    from discovery.campaign_oracles import LookupOracle, SimulationOracle
+    from discovery.campaign.oracles import LookupOracle, SimulationOracle
     from discovery.config import OracleConfig
 
     some_id = next(iter(table))
@@ -65,7 +65,7 @@ def test_outcome_rejects_bad_values():
 # ---- generators ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_generator_model(tmp_path_factory):
-    from discovery.cli import main
+    from agents.cli.main import main
 
     out = tmp_path_factory.mktemp("generator") / "model"
     assert main(["train", "generator", "--steps", "3", "--embedding-epochs", "1", "--hidden", "16", "--layers", "1",
@@ -115,9 +115,9 @@ def test_surrogate_contract(kind, table):
     import torch
     from botorch.models.model import Model
 
-    from discovery.candidates import table_candidate
+    from discovery.library.candidates import table_candidate
     from discovery.config import load_config
-    from surrogates.campaign_model import from_config
+    from surrogates.adsorption.campaign_model import from_config
 
     config = load_config({"surrogate": {"kind": kind, "members": 2, "epochs": 2}, "proposer": {"kind": "table"},
                           "oracle": {"kind": "lookup"}})

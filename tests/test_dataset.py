@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from discovery.dataset import BuildOptions, DatasetBuilder
-from discovery.designspace import DesignSpace, Sampler
+from discovery.library.dataset import BuildOptions, DatasetBuilder
+from discovery.library.designspace import DesignSpace, Sampler
 from discovery.errors import DatasetError
 
 
@@ -81,7 +81,7 @@ def test_same_seed_same_dataset(tmp_path, sampler):
 
 
 def test_a_second_build_in_the_same_directory_is_refused(tmp_path, sampler):
-    from discovery.dataset import _exclusive
+    from discovery.library.dataset import _exclusive
 
     (tmp_path / "ds").mkdir()
     with _exclusive(tmp_path / "ds"):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from discovery.descriptors import PROBE_KEYS, grid_energies, probe_descriptors
+from discovery.structures.descriptors import PROBE_KEYS, grid_energies, probe_descriptors
 
 
 def test_probe_descriptors_of_irmof1(irmof1):

@@ -1,7 +1,7 @@
 import pytest
 
-from discovery.eos import fugacity_coefficients
-from discovery.forcefield import CO2, N2
+from discovery.oracle.adsorption.eos import fugacity_coefficients
+from discovery.oracle.adsorption.forcefield import CO2, N2
 
 
 def test_ideal_gas_limit():

@@ -1,6 +1,6 @@
 import pytest
 
-from discovery.forcefield import CO2, N2, ForceFieldError, framework_lj, uff
+from discovery.oracle.adsorption.forcefield import CO2, N2, ForceFieldError, framework_lj, uff
 
 # sigma (A), epsilon/k (K) as tabulated for the field's screening protocol
 REFERENCE_UFF = {"H": (2.57113, 22.1417), "C": (3.43085, 52.8381), "N": (3.26069, 34.7222),

@@ -120,7 +120,7 @@ def test_schedule_is_monotone():
 
 @pytest.fixture(scope="module")
 def generator(examples, table):
-    from discovery.building_blocks import BuildingBlockLibrary
+    from discovery.library.building_blocks import BuildingBlockLibrary
     from discovery.generator.embeddings import train_embeddings
 
     library = BuildingBlockLibrary()
@@ -230,7 +230,7 @@ def test_save_and_load_give_the_same_samples(generator, tmp_path):
 
 
 def test_cli_trains_generates_and_reports(tmp_path):
-    from discovery.cli import main
+    from agents.cli.main import main
 
     model = tmp_path / "model"
     assert main(["train", "generator", "--steps", "3", "--embedding-epochs", "1", "--hidden", "16",
@@ -275,7 +275,7 @@ def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_pa
 @pytest.mark.slow
 def test_benchmark_prints_the_issue_keys(tmp_path, capsys):
     """The whole benchmark on a tiny model (slow: it trains the pool surrogate); `make test-slow`."""
-    from discovery.cli import main
+    from agents.cli.main import main
 
     model = tmp_path / "model"
     assert main(["train", "generator", "--steps", "30", "--embedding-epochs", "1", "--hidden", "16", "--layers", "1",

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from discovery.building_blocks import BuildingBlockLibrary
+from discovery.library.building_blocks import BuildingBlockLibrary
 from discovery.errors import UnknownBuildingBlockError, UnknownTopologyError
-from discovery.topologies import TopologyLibrary
+from discovery.library.topologies import TopologyLibrary
 
 
 @pytest.fixture(scope="module")

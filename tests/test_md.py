@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from discovery.box import build_box, lammps_cell, reduce_tilt
+from discovery.oracle.box import build_box, lammps_cell, reduce_tilt
 from discovery.errors import DiscoveryError
-from discovery.forcefield import ForceFieldError
-from discovery.md import MDError, LammpsUnavailableError, load_lammps, load_trajectory, run_md
-from discovery.mof import MOF
-from discovery.pockets import Pocket
-from discovery.supercell import perpendicular_widths
+from discovery.oracle.adsorption.forcefield import ForceFieldError
+from discovery.oracle.transport.md import load_trajectory, run_md
+from discovery.oracle.transport.md_setup import MDError, LammpsUnavailableError, load_lammps
+from discovery.structures.mof import MOF
+from discovery.oracle.geometry.pockets import Pocket
+from discovery.structures.supercell import perpendicular_widths
 
 STRUCTURES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "structures"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "trajectories.md"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from discovery.msd import msd_per_molecule, remove_drift, self_diffusivity
+from discovery.oracle.transport.msd import msd_per_molecule, remove_drift, self_diffusivity
 
 KT_OVER_AMU = 247.896  # k_B * 298 K in amu A^2 / ps^2
 CO2_MASS = 44.009

@@ -1,7 +1,7 @@
 import pytest
 
 from discovery.errors import DiscoveryError
-from discovery.oracle import Oracle, OracleSettings
+from discovery.oracle.core import Oracle, OracleSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
 
@@ -43,7 +43,7 @@ def test_unknown_level_is_named(irmof1):
 
 
 def test_batch_carries_on_and_resumes(irmof1, tmp_path):
-    from discovery.oracle import evaluate_files
+    from discovery.oracle.core import evaluate_files
 
     good = tmp_path / "irmof1.cif"
     irmof1.to_cif(good)
@@ -75,7 +75,7 @@ def test_settings_are_checked_and_every_one_is_recorded(irmof1):
 
     with pytest.raises(SettingError, match=r"^target: 5 is above the maximum 1.0"):
         OracleSettings(target=5)
-    with pytest.raises(SettingError, match=r"^charges: 'ddec' is not one of cif, eqeq, none"):
+    with pytest.raises(SettingError, match=r"^charges: 'ddec' is not one of auto, cif, eqeq, none"):
         OracleSettings(charges="ddec")
     settings = OracleSettings(charges="none", md_guests=3, temperature=310.0, block_pockets=False, seed=4)
     record = Oracle(settings).evaluate(irmof1, ("geometry",)).to_dict()
@@ -88,7 +88,7 @@ def test_box_and_charges_belong_to_the_structure_asked_about():
     import numpy as np
     from pymatgen.core import Lattice, Structure
 
-    from discovery.mof import MOF
+    from discovery.structures.mof import MOF
 
     def toy(a: float, q: float) -> MOF:
         return MOF(id="toy", structure=Structure(Lattice.cubic(a), ["Zn", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),

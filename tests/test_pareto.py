@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
-from discovery.pareto import pareto_mask
-from discovery.planner import _pareto_order
+from discovery.campaign.pareto import pareto_mask
+from discovery.campaign.planner import _pareto_order
 
 
 def brute_force(v: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.objective import GenericMCObjective
 
 from discovery.errors import DiscoveryError
-from discovery.planner import Planner, PlannerConfig
-from surrogates.botorch_model import TableEnsembleModel, fit_gp
+from discovery.campaign.planner import Planner, PlannerConfig
+from surrogates.adsorption.botorch_model import TableEnsembleModel, fit_gp
 
 
 def table(n=30, s=8, seed=0, wide=0.3, base=0.05):

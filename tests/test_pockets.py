@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from discovery import pockets
+from discovery.oracle.geometry import pockets
 from discovery.errors import DiscoveryError, GeometryError
-from discovery.forcefield import CO2
-from discovery.mof import MOF
-from discovery.pockets import Pocket, PocketError, inaccessible_pockets, raspa_blocking
+from discovery.oracle.adsorption.forcefield import CO2
+from discovery.structures.mof import MOF
+from discovery.oracle.geometry.pockets import Pocket, PocketError, inaccessible_pockets, raspa_blocking
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
 
@@ -35,7 +35,7 @@ def channel_and_pocket() -> Structure:
 def rosenbluth_weight(mof: MOF, blocking: list, cycles: int, seed: int) -> float:
     """CO2 Widom <W> (proportional to K_H) in the unit cell itself (replicated by raspalib), no charges;
     ``blocking`` as raspa_blocking gives it, passed to raspalib unchanged."""
-    from discovery import raspa
+    from discovery.oracle.adsorption import raspa
 
     rl = raspa._raspalib()
     elements = sorted({site.specie.symbol for site in mof.structure})
@@ -59,7 +59,7 @@ def rosenbluth_weight(mof: MOF, blocking: list, cycles: int, seed: int) -> float
 def test_oracle_box_blocks_every_image_of_a_pocket():
     """The oracle simulates a supercell as raspalib's unit cell: each pocket must appear once per copy,
     in box fractions, and block as much as the unit-cell sphere does in raspalib's own replicas."""
-    from discovery import raspa
+    from discovery.oracle.adsorption import raspa
 
     mof = MOF(id="one_carbon", structure=Structure(Lattice.cubic(10.0), ["C"], [[0, 0, 0]]))
     box = raspa.simulation_box(mof, "none", pockets=[((0.5, 0.5, 0.5), 4.0)])
@@ -139,7 +139,7 @@ def test_failures_name_the_structure(monkeypatch):
     monkeypatch.setattr(pockets, "_CHILD", "import os; os._exit(3)")  # as when Zeo++ calls exit(3)
     with pytest.raises(PocketError, match=r"slabs: .*exit code 3"):
         inaccessible_pockets(st, name="slabs")
-    monkeypatch.setattr(pockets, "_CHILD", "import discovery.pockets as m; m._CALC_AV = 'no_such_symbol'; m._child()")
+    monkeypatch.setattr(pockets, "_CHILD", "import discovery.oracle.geometry.pockets as m; m._CALC_AV = 'no_such_symbol'; m._child()")
     with pytest.raises(PocketError, match="slabs: .*no_such_symbol") as err:
         inaccessible_pockets(st, name="slabs")
     assert isinstance(err.value, GeometryError) and isinstance(err.value, DiscoveryError)
@@ -155,7 +155,7 @@ def test_parse_block_reads_the_trailing_sphere_list():
 
 
 def test_pocket_images_fill_the_box_once_per_copy():
-    from discovery.pockets import pocket_images
+    from discovery.oracle.geometry.pockets import pocket_images
 
     matrix = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]])  # a skewed supercell of 2 unit cells
     pockets = [Pocket((0.25, 0.5, 0.75), 3.0), ((-1e-12, 0.0, 0.999), 1.5)]  # Pockets or (centre, radius) pairs

@@ -7,10 +7,10 @@ from itertools import islice, product
 import numpy as np
 import pytest
 
-from discovery.assembly import Recipe
-from discovery.designspace import DesignSpace, Sampler
+from discovery.library.assembly import Recipe
+from discovery.library.designspace import DesignSpace, Sampler
 from discovery.errors import DiscoveryError
-from discovery.proposer import DesignSpaceProposer, Proposal
+from discovery.library.proposer import DesignSpaceProposer, Proposal
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice
 
-from discovery.forcefield import N2
-from discovery.mof import MOF
-from discovery.raspa import OracleError, replication, widom_henry
+from discovery.oracle.adsorption.forcefield import N2
+from discovery.structures.mof import MOF
+from discovery.oracle.adsorption.raspa import OracleError, replication, widom_henry
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
 
 
 def test_smallest_box_respects_the_minimum_image():
-    from discovery.supercell import perpendicular_widths, simulation_cell
+    from discovery.structures.supercell import perpendicular_widths, simulation_cell
 
     primitive_fcc = Lattice.from_parameters(18.27, 18.27, 18.27, 60, 60, 60)  # IRMOF-1's primitive cell
     cell = simulation_cell(primitive_fcc, 12.8)
@@ -21,7 +21,7 @@ def test_smallest_box_respects_the_minimum_image():
 
 
 def test_box_keeps_charges_with_their_atoms(irmof1):
-    from discovery.raspa import simulation_box
+    from discovery.oracle.adsorption.raspa import simulation_box
 
     q = np.where([s.specie.symbol == "Zn" for s in irmof1.structure], 1.0, 0.0)
     q -= q.mean()
@@ -36,8 +36,8 @@ def test_bad_inputs_are_named(irmof1):
     from pymatgen.core import Structure
 
     from discovery.errors import StructureReadError
-    from discovery.forcefield import ForceFieldError
-    from discovery.raspa import simulation_box
+    from discovery.oracle.adsorption.forcefield import ForceFieldError
+    from discovery.oracle.adsorption.raspa import simulation_box
 
     with pytest.raises(OracleError, match="3 charges for"):
         simulation_box(irmof1, np.zeros(3))
@@ -72,7 +72,7 @@ def test_widom_henry_is_positive_and_reproducible(irmof1):
 
 
 def test_henry_and_heat_units(irmof1):
-    from discovery.raspa import GAS_CONSTANT, heat_of_adsorption
+    from discovery.oracle.adsorption.raspa import GAS_CONSTANT, heat_of_adsorption
 
     r = widom_henry(irmof1, charges="none", cycles=30, seed=4)
     rho = irmof1.structure.density * 1000.0  # g/cm3 -> kg/m3
@@ -83,8 +83,8 @@ def test_henry_and_heat_units(irmof1):
 
 
 def test_mixture_gcmc_reports_each_gas(irmof1):
-    from discovery.forcefield import CO2
-    from discovery.raspa import gcmc_uptake
+    from discovery.oracle.adsorption.forcefield import CO2
+    from discovery.oracle.adsorption.raspa import gcmc_uptake
 
     mix = gcmc_uptake(irmof1, (CO2, N2), (0.15, 0.85), pressure_pa=1e5, charges="none", cycles=40, init_cycles=20)
     assert set(mix.uptake) == {"CO2", "N2"} and mix.uptake["CO2"] > 0
@@ -104,7 +104,7 @@ def test_charges_are_required_and_must_be_neutral(irmof1):
 
 
 def test_adaptive_cycles_stop_at_the_cap(irmof1):
-    from discovery.raspa import adaptive_henry
+    from discovery.oracle.adsorption.raspa import adaptive_henry
 
     r = adaptive_henry(irmof1, charges="none", target=1e-6, first_cycles=20, max_cycles=50, seed=2)
     assert r.cycles == 50  # an unreachable target runs to the cap and says so
@@ -113,7 +113,7 @@ def test_adaptive_cycles_stop_at_the_cap(irmof1):
 
 
 def test_eqeq_charges_are_neutral_and_chemically_sensible(irmof1):
-    from discovery.charges import eqeq_charges
+    from discovery.oracle.charges import eqeq_charges
 
     q = eqeq_charges(irmof1.structure, irmof1.id)
     assert q.shape == (irmof1.n_atoms,)

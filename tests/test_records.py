@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from discovery.errors import StructureReadError
-from discovery.mof import MOF
+from discovery.structures.mof import MOF
 
 
 def test_cif_round_trip_keeps_charges(irmof1, tmp_path):

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from discovery.errors import DiscoveryError
-from discovery.mof import Bead, CGView
-from surrogates.data import load_pool, read_table
-from surrogates.ensemble import DeepEnsemble, EnsembleConfig
-from surrogates.gnn import CrystalGNN, NetConfig
-from surrogates.graphs import GraphError, bb_graph, bb_index, cg_graph, neighbor_edges
+from discovery.structures.mof import Bead, CGView
+from surrogates.adsorption.data import load_pool, read_table
+from surrogates.adsorption.ensemble import DeepEnsemble, EnsembleConfig
+from surrogates.adsorption.gnn import CrystalGNN, NetConfig
+from surrogates.adsorption.graphs import GraphError, bb_graph, bb_index, cg_graph, neighbor_edges
 
 PROBE = {"log10_kh_probe": -5.2, "min_energy_K": -2600.0, "frac_below_4000K": 0.0, "frac_below_3000K": 0.0,
          "frac_below_2500K": 0.01, "frac_below_2000K": 0.03, "frac_below_1500K": 0.08, "frac_below_1000K": 0.2}
@@ -129,7 +129,7 @@ def test_pool_table_skips_unlabelled_mofs(irmof1, tmp_path):
 
 
 def test_train_and_predict_from_the_command_line(irmof1, tmp_path, capsys):
-    from discovery.cli import main
+    from agents.cli.main import main
 
     rng = np.random.default_rng(0)
     rows = [{"id": f"m{i}", "cg": irmof1.cg.to_dict(), "labels": {"log10_kh_co2": -5 + 0.1 * i, "log10_kh_n2": -6.0},
@@ -153,9 +153,9 @@ def test_train_and_predict_from_the_command_line(irmof1, tmp_path, capsys):
 
 
 def test_a_lookup_campaign_evaluates_each_mof_once(irmof1):
-    from discovery.planner import PlannerConfig
-    from surrogates.benchmarks import calls_to_find, run_campaign
-    from surrogates.data import LabelledPool
+    from discovery.campaign.planner import PlannerConfig
+    from surrogates.adsorption.benchmarks import calls_to_find, run_campaign
+    from surrogates.adsorption.data import LabelledPool
 
     graphs, y = synthetic_graphs(irmof1, n=30)
     pool = LabelledPool([f"m{i}" for i in range(30)], graphs, y, ("log10_kh_co2", "log10_kh_n2"), "v")

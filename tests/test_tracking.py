@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from agents.tracking import GIT_COMMIT_TAG, PARENT_TAG, MlflowTracker, default_tracking_uri, flatten_params
-from discovery.campaign_plots import discovery_curve, pareto_mask, pareto_plot
+from discovery.campaign.plots import discovery_curve, pareto_mask, pareto_plot
 
 # SQLAlchemy 2.1 deprecates a loader MLflow 3.17's store still configures, once per process
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from discovery.errors import DiscoveryError
-from discovery.oracle_settings import OracleSettings
-from discovery.trajectories import build_trajectories, select_diverse
+from discovery.oracle.settings import OracleSettings
+from discovery.oracle.transport.trajectories import build_trajectories, select_diverse
 
 COLUMNS = ["id", "topology", "lcd", "pld", "density_g_cm3", "void_fraction", "valid"]
 

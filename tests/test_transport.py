@@ -9,9 +9,9 @@ import torch
 from scipy.spatial.transform import Rotation
 from scipy.stats import multivariate_normal
 
-from surrogates.transport import (CGDynamics, Frame, TransportConfig, build_edges, collate, gaussian_nll,
+from surrogates.transport.dynamics import (CGDynamics, Frame, TransportConfig, build_edges, collate, gaussian_nll,
                                   periodic_pairs)
-from surrogates.transport_train import rollout, rollout_diffusivity, train_transport, trajectory_frames
+from surrogates.transport.train import rollout, rollout_diffusivity, train_transport, trajectory_frames
 
 TRICLINIC = np.array([[9.0, 0.0, 0.0], [3.5, 8.0, 0.0], [2.0, 1.5, 7.0]])
 
@@ -86,7 +86,7 @@ def test_rollout_of_a_model_trained_on_a_random_walk_recovers_its_diffusivity():
 
 
 def test_saved_model_reloads_with_the_same_predictions(tmp_path):
-    from surrogates.transport import load_model, save_model
+    from surrogates.transport.dynamics import load_model, save_model
 
     model = CGDynamics(TransportConfig(hidden=16)).eval()
     batch = collate([build_edges(_frame(np.random.default_rng(5)), model.config)])
@@ -98,9 +98,9 @@ def test_saved_model_reloads_with_the_same_predictions(tmp_path):
 
 
 def test_prediction_starts_as_the_md_oracle_does_and_reports_its_uncertainty(irmof1, tmp_path):
-    from surrogates.transport import load_model, save_model
-    from surrogates.transport_predict import predict_transport, start_frame
-    from surrogates.transport_train import closest_approach
+    from surrogates.transport.dynamics import load_model, save_model
+    from surrogates.transport.predict import predict_transport, start_frame
+    from surrogates.transport.train import closest_approach
 
     torch.manual_seed(0)
     save_model(CGDynamics(TransportConfig(hidden=16)), tmp_path / "m", {"dt_ps": 5.0, "heldout_mae_log10_d": 0.25})
@@ -132,7 +132,7 @@ def _write_trajectory(folder, name, rng, step_sd):
 def test_transport_benchmark_on_synthetic_trajectories(tmp_path):
     import json
 
-    from surrogates.transport_bench import benchmark_transport, md_runs
+    from surrogates.transport.bench import benchmark_transport, md_runs
 
     rng = np.random.default_rng(7)
     rows = [_write_trajectory(tmp_path, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(5)]
@@ -152,7 +152,7 @@ def test_transport_benchmark_on_synthetic_trajectories(tmp_path):
 def test_rollouts_never_cross_the_framework_contact_radii():
     """Restricted to the accessible volume: no bead ends inside, or passes through, a framework atom's contact
     radius, even for an untrained model whose steps are as long as the gaps between atoms."""
-    from surrogates.transport_train import _blocked, contact_radii
+    from surrogates.transport.train import _blocked, contact_radii
 
     cell = np.eye(3) * 12.0
     grid = np.array(list(itertools.product([0.0, 6.0], repeat=3)))  # a simple-cubic 'framework', 6 A apart
@@ -171,7 +171,7 @@ def test_rollouts_never_cross_the_framework_contact_radii():
 
 
 def test_transport_scores_become_ensemble_members():
-    from surrogates.transport_campaign import TransportScorer
+    from surrogates.transport.scorer import TransportScorer
 
     scorer = TransportScorer.__new__(TransportScorer)  # scores set directly: no model needed for this part
     scorer.scores = {"a": (-8.0, 0.3), "b": (-7.0, 0.1)}
@@ -186,7 +186,7 @@ def test_transport_scores_become_ensemble_members():
 def test_train_and_predict_transport_commands(tmp_path, irmof1, capsys):
     import json
 
-    from discovery.cli import main
+    from agents.cli.main import main
 
     rng = np.random.default_rng(8)
     data = tmp_path / "traj"
@@ -213,7 +213,7 @@ def test_training_data_from_several_folders(tmp_path):
     """A campaign's trajectory folder (no results file) adds training data; only MD-scored runs are held out."""
     import json
 
-    from surrogates.transport_bench import benchmark_transport, md_runs_of
+    from surrogates.transport.bench import benchmark_transport, md_runs_of
 
     rng = np.random.default_rng(9)
     data, campaign = tmp_path / "data", tmp_path / "campaign"

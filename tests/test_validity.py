@@ -1,8 +1,8 @@
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from discovery.bonds import bond_graph
-from discovery.validity import check_structure
+from discovery.structures.bonds import bond_graph
+from discovery.structures.validity import check_structure
 
 
 def _names(report):

@@ -6,7 +6,7 @@
   model over the candidates that the planner selects with.
 
 Each implementation writes the one (or two) methods marked abstract; the rest has defaults. The smallest
-implementations are the worked examples: ``LookupOracle`` (``discovery.campaign_oracles``),
+implementations are the worked examples: ``LookupOracle`` (``discovery.campaign.oracles``),
 ``TableGenerator`` (``discovery.campaign.generators``); ``docs/architecture.md`` walks through adding one.
 """
 
@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..errors import DiscoveryError
+from discovery.errors import DiscoveryError
 
 STATUSES = ("ok", "failed")
 
@@ -34,7 +34,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Outcome:
     """One oracle evaluation. ``values``: target name -> value in the targets' units (log10 of K_H in
-    mol/kg/Pa etc.; ``discovery.oracle.TARGETS``), finite. A failure has ``reason`` (a short code) and
+    mol/kg/Pa etc.; ``discovery.oracle.core.TARGETS``), finite. A failure has ``reason`` (a short code) and
     ``message``; ``record`` is the oracle's full record (levels, settings, versions, CPU seconds). The
     executor fills in where and how long it ran."""
 

@@ -10,7 +10,7 @@ in which results arrive, so the same seed gives the same selections in one proce
 Planning is written as a Python generator that yields ``Call``s (a role, a method, its arguments) and
 receives their values: an executor decides where the generator and surrogate run (here, in Ray actors)
 and whether it waits. Every event is in the run directory's log before the campaign acts on it
-(``discovery.campaign_state``); persistence and tracking are observers.
+(``discovery.campaign.state``); persistence and tracking are observers.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from typing import Any, Generator as PyGenerator, Iterable, Iterator, Mapping, S
 
 import numpy as np
 
-from .. import campaign_report as reports
-from ..campaign_state import CampaignState
-from ..config import CampaignConfig, load_config
-from ..errors import DiscoveryError
-from ..pareto import pareto_mask
-from ..planner import Planner
-from .contracts import Candidate, Feedback, Outcome, ProposalContext, as_outcome
-from .executor import Call, Executor, InProcessExecutor, drive
-from .observers import ArtifactWriter, Observer
-from .parts import Parts, top_threshold
+from discovery.campaign import report as reports
+from discovery.campaign.state import CampaignState
+from discovery.config import CampaignConfig, load_config
+from discovery.errors import DiscoveryError
+from discovery.campaign.pareto import pareto_mask
+from discovery.campaign.planner import Planner
+from discovery.campaign.contracts import Candidate, Feedback, Outcome, ProposalContext, as_outcome
+from discovery.campaign.executor import Call, Executor, InProcessExecutor, drive
+from discovery.campaign.observers import ArtifactWriter, Observer
+from discovery.campaign.parts import Parts, top_threshold
 
 LAG = 2  # run(): round r is conditioned on the results of rounds <= r - LAG (the next round is prepared
 # while the current one is evaluated)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Generator as PyGenerator
 
 from tqdm import tqdm
 
-from ..errors import DiscoveryError
-from .contracts import Candidate, Oracle, Outcome, as_outcome
+from discovery.errors import DiscoveryError
+from discovery.campaign.contracts import Candidate, Oracle, Outcome, as_outcome
 
 if TYPE_CHECKING:
-    from .core import Campaign
+    from discovery.campaign.core import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class InProcessExecutor(Executor):
         return call.apply(self.parts[call.role])
 
     def run(self, campaign: "Campaign", progress: bool = True, plan: bool = True) -> None:
-        from .core import LAG
+        from discovery.campaign.core import LAG
 
         st = campaign.state
         bar = tqdm(total=st.config.budget, initial=len(st.results), desc="oracle calls", disable=not progress,

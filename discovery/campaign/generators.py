@@ -10,9 +10,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..candidates import prepare_proposals, table_candidate
-from ..proposer import DesignSpaceProposer, TableProposer
-from .contracts import Generator, ProposalContext
+from discovery.library.candidates import prepare_proposals, table_candidate
+from discovery.library.proposer import DesignSpaceProposer, TableProposer
+from discovery.campaign.contracts import Generator, ProposalContext
 
 
 class TableGenerator(Generator):

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import campaign_report as reports
-from ..campaign_state import CampaignState
+from discovery.campaign import report as reports
+from discovery.campaign.state import CampaignState
 
 
 class Observer:
@@ -39,7 +39,7 @@ class ArtifactWriter(Observer):
         return self._write(out)
 
     def _write(self, out: Path) -> list[Path]:
-        from ..campaign_plots import discovery_curve, pareto_plot
+        from discovery.campaign.plots import discovery_curve, pareto_plot
 
         history = reports.history(self.state)
         objectives = list(reports.objective_names(self.state))
@@ -54,7 +54,7 @@ class ArtifactWriter(Observer):
 
     def _cifs(self, folder: Path) -> list[Path]:
         """CIFs of the best candidates (those with a structure: not table lookups)."""
-        from ..mof import MOF
+        from discovery.structures.mof import MOF
 
         paths = []
         for cid in reports.best(self.state, self.state.config.tracking.top_k).get("id", []):

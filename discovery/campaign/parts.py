@@ -4,7 +4,7 @@ part will live (this process, or a Ray actor), so that heavy models are built on
 A part given by the user replaces the config's: an object (used as it is; an executor that runs it
 elsewhere sends a copy) or a builder. Defaults by config key:
 - ``proposer.kind``: diffusion (``discovery.generator.campaign``), designspace, table (``generators``);
-- ``surrogate.kind``: ensemble or gp (``surrogates.campaign_model.from_config``, found by name so that the
+- ``surrogate.kind``: ensemble or gp (``surrogates.adsorption.campaign_model.from_config``, found by name so that the
   core does not import the learned models' package);
 - ``oracle.kind``: raspa (``SimulationOracle``) or lookup (``LookupOracle``).
 """
@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..config import CampaignConfig
-from ..errors import DiscoveryError
-from .contracts import Generator, Oracle, Surrogate
+from discovery.config import CampaignConfig
+from discovery.errors import DiscoveryError
+from discovery.campaign.contracts import Generator, Oracle, Surrogate
 
-SURROGATE_FACTORY = "surrogates.campaign_model:from_config"  # (config, model_dir) -> Surrogate
+SURROGATE_FACTORY = "surrogates.adsorption.campaign_model:from_config"  # (config, model_dir) -> Surrogate
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Parts:
         if surrogate is None:
             check_transport_model(config)
         if generator is None and config.proposer.kind == "diffusion":
-            from ..generator.campaign import ensure_generator
+            from discovery.generator.campaign import ensure_generator
 
             ensure_generator(config.proposer, config.seed)
         return cls(generator=_builder(generator, Generator, build_generator, config, str(run_dir)),
@@ -66,10 +66,10 @@ def _same(obj: Any) -> Any:
 def build_generator(config: CampaignConfig, run_dir: str | None = None) -> Generator:
     p = config.proposer
     if p.kind == "diffusion":
-        from ..generator.campaign import CampaignGenerator
+        from discovery.generator.campaign import CampaignGenerator
 
         return CampaignGenerator(p, run_dir, seed=config.seed)
-    from .generators import DesignSpaceGenerator, TableGenerator
+    from discovery.campaign.generators import DesignSpaceGenerator, TableGenerator
 
     if p.kind == "table":
         return TableGenerator(load_table(config), p.mutation_fraction)
@@ -82,7 +82,7 @@ def build_surrogate(config: CampaignConfig, model_dir: str) -> Surrogate:
 
 
 def build_oracle(config: CampaignConfig) -> Oracle:
-    from ..campaign_oracles import LookupOracle, SimulationOracle
+    from discovery.campaign.oracles import LookupOracle, SimulationOracle
 
     if config.oracle.kind == "lookup":
         return LookupOracle(load_table(config), delay_s=config.oracle.lookup_delay_s)
@@ -93,7 +93,7 @@ def load_table(config: CampaignConfig) -> dict[str, dict[str, Any]] | None:
     """The pool table of a ``proposer.kind: table`` campaign, by id (rows with a CG view), else None."""
     if config.proposer.kind != "table":
         return None
-    from ..pool import POOL_TABLE, read_table
+    from discovery.pool import POOL_TABLE, read_table
 
     _, rows = read_table(config.proposer.table or POOL_TABLE)
     return {r["id"]: r for r in rows if r.get("cg")}
@@ -103,7 +103,7 @@ def top_threshold(config: CampaignConfig, targets: tuple[str, ...]) -> float | N
     """The first objective's value at the top ``top_fraction`` of a labelled reference: the campaign's own
     table, or for a design-space campaign whose oracle uses the same charges, the committed labelled design
     space (``top_found`` then counts MOFs as good as its top 1 %). None where no reference applies."""
-    from ..pool import POOL_TABLE, read_table
+    from discovery.pool import POOL_TABLE, read_table
 
     name = config.planner.objectives[0]
     if name not in targets:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ..campaign.contracts import Feedback, Generator, ProposalContext
-from ..config import ProposerConfig
-from .generator import DiffusionGenerator
+from discovery.campaign.contracts import Feedback, Generator, ProposalContext
+from discovery.config import ProposerConfig
+from discovery.generator.generator import DiffusionGenerator
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def ensure_generator(config: ProposerConfig, seed: int = 0) -> None:
     """Train the configured generator on the committed pool table when it does not exist yet (minutes,
     with a progress bar): the campaign driver calls this before it starts the generator agent."""
-    from .pipeline import train_generator
+    from discovery.generator.pipeline import train_generator
 
     if config.kind == "diffusion" and not (Path(config.model) / "model.json").exists():
         log.warning("no generator at %s: training one on the committed pool table (%d steps)", config.model,
@@ -38,7 +38,7 @@ class CampaignGenerator(Generator):
     name = "diffusion"
 
     def __init__(self, config: ProposerConfig, run_dir: str | Path | None, seed: int = 0) -> None:
-        from .pipeline import load_generator
+        from discovery.generator.pipeline import load_generator
 
         torch.set_num_threads(1)  # the oracle workers have the cores
         self.config, self.seed = config, seed

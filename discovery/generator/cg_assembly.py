@@ -10,7 +10,7 @@ the real atoms bonded to them form the bond between the BBs. Assembly finds orie
    rounds, a one-to-one pairing of the CPs, and Procrustes refinement so that paired X's coincide. The
    sample's arrays and its candidate CP pairs under periodic images are in ``cg_beads``.
 4. Build: the BBs' real atoms (X removed); each linker's free spin about its axis optimised as in
-   pormake assembly (``discovery.orient``); each node turned, among the rotations that keep its CPs in
+   pormake assembly (``discovery.library.orient``); each node turned, among the rotations that keep its CPs in
    place, to the one that clashes least. The best ``candidates`` distinct configurations are built in
    turn until one passes ``validity.check_structure``.
 
@@ -38,14 +38,14 @@ from typing import Sequence
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from ..assembly import _orthogonal_fit
-from ..building_blocks import BuildingBlockLibrary
-from ..errors import CGAssemblyError
-from ..mof import MOF, Bead, CGView
-from ..orient import optimise_edge_spins
-from ..validity import ValidityReport, check_structure
-from .cg_beads import _Beads, _candidate_pairs, _chiral_cp_set, _Pairs
-from .cg_orient import _Bonds, _choose_node_symmetries, _cp_positions, _Fit, _refine, _search
+from discovery.library.assembly import orthogonal_fit
+from discovery.library.building_blocks import BuildingBlockLibrary
+from discovery.errors import CGAssemblyError
+from discovery.structures.mof import MOF, Bead, CGView
+from discovery.library.orient import optimise_edge_spins
+from discovery.structures.validity import ValidityReport, check_structure
+from discovery.generator.cg_beads import Beads, candidate_pairs, chiral_cp_set, Pairs
+from discovery.generator.cg_orient import Bonds, choose_node_symmetries, cp_positions, Fit, refine, search
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class AssemblyResult:
 # ---- input ---------------------------------------------------------------------------------------
 
 
-def _read_sample(lattice, bb_ids: Sequence[str], frac_coords, cart_coords, library: BuildingBlockLibrary) -> _Beads:
+def _read_sample(lattice, bb_ids: Sequence[str], frac_coords, cart_coords, library: BuildingBlockLibrary) -> Beads:
     lat = np.asarray(lattice, dtype=float)
     if lat.shape != (3, 3) or not np.all(np.isfinite(lat)) or abs(np.linalg.det(lat)) < 1e-6:
         raise CGAssemblyError(f"lattice must be a non-degenerate 3 x 3 matrix of finite numbers, got {lat.tolist()}")
@@ -137,10 +137,10 @@ def _read_sample(lattice, bb_ids: Sequence[str], frac_coords, cart_coords, libra
     table = np.full((len(bbs), counts.max()), -1, dtype=int)
     for i, (s, n) in enumerate(zip(starts, counts)):
         table[i, :n] = np.arange(s, s + n)
-    return _Beads(lattice=lat, centres=(frac % 1.0) @ lat, bbs=bbs, cp_vectors=np.concatenate(vectors),
+    return Beads(lattice=lat, centres=(frac % 1.0) @ lat, bbs=bbs, cp_vectors=np.concatenate(vectors),
                   cp_bead=np.repeat(np.arange(len(bbs)), counts), cp_table=table,
                   arms=np.array([np.linalg.norm(v, axis=1).max() for v in vectors]),
-                  chiral=np.array([_chiral_cp_set(bb) for bb in bbs]),
+                  chiral=np.array([chiral_cp_set(bb) for bb in bbs]),
                   is_edge=np.array([bb.kind == "edge" for bb in bbs]))
 
 
@@ -148,7 +148,7 @@ def _read_sample(lattice, bb_ids: Sequence[str], frac_coords, cart_coords, libra
 
 
 @dataclass
-class _PlacedBB:
+class PlacedBB:
     """The attributes of a pormake BuildingBlock that ``orient.optimise_edge_spins`` reads and moves."""
 
     atoms: object  # ase.Atoms, X included
@@ -160,8 +160,8 @@ class _PlacedBB:
         return len(self.connection_point_indices)
 
 
-def _build(beads: _Beads, orientation: np.ndarray, t: np.ndarray,
-           settings: CGAssemblySettings) -> tuple[list[_PlacedBB], int]:
+def _build(beads: Beads, orientation: np.ndarray, t: np.ndarray,
+           settings: CGAssemblySettings) -> tuple[list[PlacedBB], int]:
     """Placed BBs, linkers spun; and how many linkers turned."""
     placed = _place(beads, orientation, t)
     if not settings.spin_edges:
@@ -170,18 +170,18 @@ def _build(beads: _Beads, orientation: np.ndarray, t: np.ndarray,
     return placed, spun
 
 
-def _place(beads: _Beads, orientation: np.ndarray, t: np.ndarray) -> list[_PlacedBB]:
+def _place(beads: Beads, orientation: np.ndarray, t: np.ndarray) -> list[PlacedBB]:
     from ase import Atoms
 
     placed = []
     for bb, o, c in zip(beads.bbs, orientation, beads.centres + t):
         positions = (bb.positions - bb.centroid) @ o.T + c
-        placed.append(_PlacedBB(Atoms(symbols=list(bb.symbols), positions=positions),
+        placed.append(PlacedBB(Atoms(symbols=list(bb.symbols), positions=positions),
                                 bb.connection_point_indices, bb.bonds))
     return placed
 
 
-def _to_mof(beads: _Beads, placed: list[_PlacedBB], mof_id: str, topology: str | None,
+def _to_mof(beads: Beads, placed: list[PlacedBB], mof_id: str, topology: str | None,
             provenance: dict) -> MOF:
     lat = beads.lattice
     inv = np.linalg.inv(lat)
@@ -194,7 +194,7 @@ def _to_mof(beads: _Beads, placed: list[_PlacedBB], mof_id: str, topology: str |
         positions.append(pos[real])
         atom_bead += [k] * int(real.sum())
         cg_beads.append(Bead(bb_id=bb.id, role=bb.kind, frac_coords=(centre @ inv) % 1.0,
-                             orientation=_orthogonal_fit(bb.positions - bb.centroid, pos - centre)))
+                             orientation=orthogonal_fit(bb.positions - bb.centroid, pos - centre)))
     structure = Structure(Lattice(lat), symbols, (np.concatenate(positions) @ inv) % 1.0)
     return MOF(id=mof_id, structure=structure, cg=CGView(lattice=lat, beads=tuple(cg_beads), topology=topology),
                atom_bead=np.array(atom_bead, dtype=int), provenance=provenance)
@@ -230,11 +230,11 @@ def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords
 
     if n_cp % 2:
         return fail(f"{n_cp} connection points in all: an odd number cannot be paired into bonds")
-    pairs = _candidate_pairs(beads, settings.neighbour_margin, settings.edge_edge_bonds)
+    pairs = candidate_pairs(beads, settings.neighbour_margin, settings.edge_edge_bonds)
     if len(pairs.a) == 0:
         return fail(f"all {n_cp} connection points unpaired: no two beads are close enough to bond",
                     at_beads=tuple(range(len(beads.bbs))))
-    fits = _search(beads, pairs, settings, np.random.default_rng(seed))
+    fits = search(beads, pairs, settings, np.random.default_rng(seed))
     if fits[0].n_unpaired:
         return fail(f"{fits[0].n_unpaired} of {n_cp} connection points unpaired: no partner within "
                     f"{settings.pair_threshold} A after {settings.restarts} restarts and "
@@ -262,23 +262,23 @@ def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords
     return dataclasses.replace(first, cpu_s=time.process_time() - start)
 
 
-def _complete(beads: _Beads, pairs: _Pairs, fit: _Fit, settings: CGAssemblySettings, mof_id: str,
+def _complete(beads: Beads, pairs: Pairs, fit: Fit, settings: CGAssemblySettings, mof_id: str,
               topology: str | None) -> tuple[MOF, float] | str:
     """Refine, build and polish one complete pairing: the MOF and its CP RMSD, or why it cannot be built."""
-    bonds = _Bonds(pairs.a[fit.chosen], pairs.b[fit.chosen], pairs.shift[fit.chosen])
-    orientation, t = _refine(beads, fit.orientation, fit.t, bonds, settings)
-    gaps = bonds.gaps(_cp_positions(beads, orientation, t))
+    bonds = Bonds(pairs.a[fit.chosen], pairs.b[fit.chosen], pairs.shift[fit.chosen])
+    orientation, t = refine(beads, fit.orientation, fit.t, bonds, settings)
+    gaps = bonds.gaps(cp_positions(beads, orientation, t))
     if gaps.max() > settings.max_gap:
         return (f"connection points do not meet: after refinement the widest of {len(gaps)} pairs is "
                 f"{gaps.max():.2f} A apart (> {settings.max_gap} A); the beads do not fit together")
     placed, n_spun = _build(beads, orientation, t, settings)
     n_turned = 0
     if settings.choose_node_symmetry:
-        orientation, relabel, n_turned = _choose_node_symmetries(beads, placed, orientation, t)
+        orientation, relabel, n_turned = choose_node_symmetries(beads, placed, orientation, t)
         if n_turned:  # the turned nodes' CPs moved a little: fit again, then re-spin the linkers
             bonds = bonds.relabel(relabel)
-            orientation, t = _refine(beads, orientation, t, bonds, settings)
-            gaps = bonds.gaps(_cp_positions(beads, orientation, t))
+            orientation, t = refine(beads, orientation, t, bonds, settings)
+            gaps = bonds.gaps(cp_positions(beads, orientation, t))
             placed, n_spun = _build(beads, orientation, t, settings)
     rmsd = _rms(gaps)
     provenance = {"builder": "cg_assembly", "rmsd_cp": round(rmsd, 4), "max_cp_gap": round(float(gaps.max()), 4),
@@ -288,7 +288,7 @@ def _complete(beads: _Beads, pairs: _Pairs, fit: _Fit, settings: CGAssemblySetti
     return _to_mof(beads, placed, mof_id, topology, provenance), rmsd
 
 
-def _unpaired_beads(beads: _Beads, pairs: _Pairs, fit: _Fit) -> tuple[int, ...]:
+def _unpaired_beads(beads: Beads, pairs: Pairs, fit: Fit) -> tuple[int, ...]:
     paired = np.zeros(len(beads.cp_bead), dtype=bool)
     paired[pairs.a[fit.chosen]] = paired[pairs.b[fit.chosen]] = True
     return tuple(int(i) for i in np.unique(beads.cp_bead[~paired]))

@@ -2,7 +2,7 @@
 the symmetry of a building block's CP set, and the CP pairs that may bond under periodic images.
 
 A BB's CP set may be chiral (no proper rotation maps it onto its mirror image; see ``cg_assembly`` on
-reflections), and a node's CP set may be more symmetric than its atoms: ``_cp_symmetries`` lists the
+reflections), and a node's CP set may be more symmetric than its atoms: ``cp_symmetries`` lists the
 proper rotations that keep the CPs in place, which ``cg_orient`` chooses among by the atoms.
 """
 
@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..building_blocks import BuildingBlock
+from discovery.library.building_blocks import BuildingBlock
 
 
 SYMMETRY_TOL = 0.25  # A: CPs that land within this of each other count as the same
@@ -23,7 +23,7 @@ SYMMETRY_TOL = 0.25  # A: CPs that land within this of each other count as the s
 
 
 @dataclass(frozen=True)
-class _Beads:
+class Beads:
     """The sample as flat arrays: bead centres (wrapped into the cell) and their CPs."""
 
     lattice: np.ndarray  # 3 x 3 rows
@@ -40,7 +40,7 @@ class _Beads:
 _CHIRAL: dict[str, bool] = {}
 
 
-def _chiral_cp_set(bb: BuildingBlock, tol: float = 0.1) -> bool:
+def chiral_cp_set(bb: BuildingBlock, tol: float = 0.1) -> bool:
     """Whether no proper rotation (with any relabelling) maps the BB's CPs onto their mirror image."""
     if bb.id not in _CHIRAL:
         v = bb.connection_points - bb.centroid
@@ -77,7 +77,7 @@ def _rotations_onto(v: np.ndarray, w: np.ndarray, tol: float) -> Iterator[np.nda
 _SYMMETRIES: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
 
 
-def _cp_symmetries(bb: BuildingBlock, tol: float = SYMMETRY_TOL) -> list[tuple[np.ndarray, np.ndarray]]:
+def cp_symmetries(bb: BuildingBlock, tol: float = SYMMETRY_TOL) -> list[tuple[np.ndarray, np.ndarray]]:
     """Proper rotations s of a node's CP set, with their permutations (s v_k ~ v_perm[k]); identity first.
     The CPs alone cannot tell these apart, the BB's atoms can. Linkers: identity only (their spin is
     optimised separately)."""
@@ -95,10 +95,10 @@ def _cp_symmetries(bb: BuildingBlock, tol: float = SYMMETRY_TOL) -> list[tuple[n
 
 def _frame(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Rows: a right-handed orthonormal frame with x along the first axis and y in the first plane."""
-    return _frames(x[None], y[None])[0]
+    return cp_frames(x[None], y[None])[0]
 
 
-def _frames(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def cp_frames(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``_frame`` of each row pair of x and y (N x 3 each): N x 3 x 3."""
     e1 = x / np.linalg.norm(x, axis=1, keepdims=True)
     e2 = y - e1 * (e1 * y).sum(1, keepdims=True)
@@ -110,7 +110,7 @@ def _frames(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Pairs:
+class Pairs:
     """CP pairs that may bond: CP ``a`` meets CP ``b`` translated by ``shift`` (Cartesian)."""
 
     a: np.ndarray
@@ -123,7 +123,7 @@ class _Pairs:
     bead_shift: np.ndarray
 
 
-def _candidate_pairs(beads: _Beads, margin: float, edge_edge: bool) -> _Pairs:
+def candidate_pairs(beads: Beads, margin: float, edge_edge: bool) -> Pairs:
     lat = beads.lattice
     reach = 2 * beads.arms.max() + margin
     # Lattice planes are |det| / |b x c| apart; wrapped centres differ by less than one cell.
@@ -144,5 +144,5 @@ def _candidate_pairs(beads: _Beads, margin: float, edge_edge: bool) -> _Pairs:
     ka, kb = np.broadcast_arrays(ka, kb)
     ss = np.broadcast_to(s[:, None, None], ka.shape)
     ok = (ka >= 0) & (kb >= 0) & (ka != kb)
-    return _Pairs(a=ka[ok], b=kb[ok], shift=shifts[ss[ok]], image=images[ss[ok]], bead_i=i, bead_j=j,
+    return Pairs(a=ka[ok], b=kb[ok], shift=shifts[ss[ok]], image=images[ss[ok]], bead_i=i, bead_j=j,
                   bead_shift=shifts[s])

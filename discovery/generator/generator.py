@@ -26,11 +26,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..config import ProposerConfig
-from ..designspace import DesignSpace
-from ..errors import DiscoveryError
-from .model import CGDiffusion, CGExample, Guide
-from .train import LABEL, fit, load_model, save_model
+from discovery.config import ProposerConfig
+from discovery.library.designspace import DesignSpace
+from discovery.errors import DiscoveryError
+from discovery.generator.model import CGDiffusion, CGExample, Guide
+from discovery.generator.train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
 DEFAULTS = ProposerConfig()  # the proposer's defaults: edit strengths, training steps
@@ -85,7 +85,7 @@ class DiffusionGenerator:
     # ---- persistence ---------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, replay: Sequence[CGExample] = ()) -> "DiffusionGenerator":
-        from .embeddings import BBEmbedding
+        from discovery.generator.embeddings import BBEmbedding
 
         path = Path(path)
         model, meta = load_model(path)
@@ -173,7 +173,7 @@ class DiffusionGenerator:
     def examples(self, results: Sequence[Mapping[str, Any]], keep_unlabelled: bool = False) -> list[CGExample]:
         """Results with a CG view of library BBs and a finite label (any label with ``keep_unlabelled``: the
         property head skips NaN), as training examples."""
-        from .train import examples_from_rows
+        from discovery.generator.train import examples_from_rows
 
         rows = [{"id": r["id"], "cg": r.get("cg"), "labels": r.get("values") or r.get("labels") or {}}
                 for r in results]
@@ -191,8 +191,8 @@ def round_robin(n_parents: int, n: int, generator: torch.Generator | None = None
 def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_probe: bool = True) -> dict[str, Any]:
     """Assemble a CG sample into atoms, then check and describe it (``candidates.describe``; without the
     probe-energy descriptors when ``describe_probe`` is False: the surrogate needs them, the checks do not)."""
-    from ..candidates import describe
-    from .cg_assembly import assemble_cg
+    from discovery.library.candidates import describe
+    from discovery.generator.cg_assembly import assemble_cg
 
     t0 = time.process_time()
     origin = "diffusion" if sample.parent is None else "diffusion-edit"

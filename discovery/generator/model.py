@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .denoiser import CGNetwork, lattice_invariants
-from .diffusion import Schedule, clean_estimate, ddpm_posterior, noise_embeddings, ve_posterior_step
+from discovery.generator.denoiser import CGNetwork, lattice_invariants
+from discovery.generator.diffusion import Schedule, clean_estimate, ddpm_posterior, noise_embeddings, ve_posterior_step
 
 MAX_BEADS = 48
 

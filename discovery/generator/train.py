@@ -13,17 +13,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import DiscoveryError
-from .model import MAX_BEADS, CGDiffusion, CGExample, ModelSettings, Normaliser, collate
+from discovery.errors import DiscoveryError
+from discovery.generator.model import (
+    MAX_BEADS,
+    CGDiffusion,
+    CGExample,
+    ModelSettings,
+    Normaliser,
+    collate,
+)
+from discovery.targets import KH_CO2
 
-LABEL = "log10_kh_co2"  # what the property head learns and sampling steers toward
+LABEL = KH_CO2  # what the property head learns and sampling steers toward
 
 
 def training_rows(source: str | Path | None = None, charges: str = "none") -> list[dict[str, Any]]:
     """Rows (``id``, ``cg``, ``labels``, ``descriptors`` when known) to train on: a pool table (default: the
     committed one), or a dataset directory (every valid structure; labels from ``labels/CHARGES.jsonl``
     when the dataset was labelled)."""
-    from ..pool import POOL_TABLE, read_table
+    from discovery.pool import POOL_TABLE, read_table
 
     source = Path(source) if source is not None else POOL_TABLE
     if not source.exists():
@@ -36,9 +44,9 @@ def training_rows(source: str | Path | None = None, charges: str = "none") -> li
 def _dataset_rows(dataset: Path, charges: str) -> list[dict[str, Any]]:
     import csv
 
-    from ..candidates import compact_cg
-    from ..mof import MOF
-    from ..oracle import target_values
+    from discovery.library.candidates import compact_cg
+    from discovery.oracle.core import target_values
+    from discovery.structures.mof import MOF
 
     if not (dataset / "mofs.csv").exists():
         raise DiscoveryError(f"{dataset} is not a dataset directory (no mofs.csv): run `discovery dataset build`")

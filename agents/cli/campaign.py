@@ -1,0 +1,101 @@
+"""``discovery run | resume | report`` and ``discovery benchmark loop``. Ray is imported only when a
+command runs, so that ``discovery --help`` and the other commands stay light."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Callable
+
+
+def _summary(report: dict[str, Any], run_id: str | None, root: str | None) -> str:
+    c = report["counts"]
+    lines = [f"campaign {report['name']!r} in {report['run_dir']}",
+             f"  proposed {c['proposed']} ({c['invalid']} invalid), evaluated {c['evaluated']} of budget "
+             f"{c['budget']} ({c['failed']} failed, {c['pending']} pending), {c['rounds']} rounds, "
+             f"{c['model_versions']} surrogate versions"]
+    if report["invalid_by_reason"]:
+        lines.append(f"  invalid candidates by reason: {report['invalid_by_reason']}")
+    if report["failures_by_reason"]:
+        lines.append(f"  failed evaluations by reason: {report['failures_by_reason']}")
+    lines.append(f"  best by {report['objectives'][0]}:")
+    for row in report["best"][:5]:
+        values = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k.startswith("log10") and v is not None)
+        lines.append(f"    {row['id']:<40} {values}  (round {row['round']}, {row['origin']})")
+    if len(report["objectives"]) > 1:
+        lines.append(f"  Pareto front: {len(report['pareto_front'])} candidates")
+    lines.append(f"  artifacts: {report['run_dir']}/artifacts (campaign.csv, report.json, plots, CIFs)")
+    if run_id:
+        lines.append(f"  MLflow run {run_id}; browse with:\n"
+                     f"    mlflow ui --backend-store-uri sqlite:///{root}/mlflow.db --host 127.0.0.1 --port 5000")
+    return "\n".join(lines)
+
+
+def _finish(campaign, report: dict[str, Any], as_json: bool) -> int:
+    run_id_file = campaign.run_dir / "mlflow_run_id"
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    root = campaign.config.tracking.root
+    print(json.dumps(report, indent=2, default=str) if as_json else _summary(report, run_id, root))
+    campaign.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agents.campaign import Campaign
+
+    campaign = Campaign.from_config(args.config, run_dir=args.run_dir, overrides=args.set or (),
+                                    track=False if args.no_mlflow else None)
+    print(f"campaign run directory: {campaign.run_dir} (resume with `discovery resume {campaign.run_dir}`)")
+    return _finish(campaign, campaign.run(progress=not args.json), args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from agents.campaign import Campaign
+
+    campaign = Campaign.resume(args.run_dir, track=False if args.no_mlflow else None, budget=args.budget)
+    return _finish(campaign, campaign.run(progress=not args.json), args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from discovery.campaign.report import report
+    from discovery.campaign.state import CampaignState
+
+    state = CampaignState.open(args.run_dir)
+    rep = report(state, k=args.top)
+    state.close()
+    run_id_file = state.run_dir / "mlflow_run_id"
+    print(json.dumps(rep, indent=2, default=str) if args.json else
+          _summary(rep, run_id_file.read_text().strip() if run_id_file.exists() else None, state.config.tracking.root))
+    return 0
+
+
+def cmd_benchmark_loop(args: argparse.Namespace) -> int:
+    from agents.benchmark import benchmark_loop
+
+    print(json.dumps(benchmark_loop(delay_s=args.delay, budget=args.budget, batch_size=args.batch_size),
+                     indent=2))
+    return 0
+
+
+def register(sub, benchmarks, add: Callable) -> None:
+    sp = add(sub, "run", cmd_run, "run a discovery campaign from a config (YAML)")
+    sp.add_argument("config", help="e.g. configs/quickstart.yaml")
+    sp.add_argument("--run-dir", help="where the campaign's state and artifacts go (default: runs/NAME-TIME)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set budget=32 --set oracle.charges=none")
+    sp.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+    sp = add(sub, "resume", cmd_resume, "continue a campaign from its run directory (after a crash or kill)")
+    sp.add_argument("run_dir")
+    sp.add_argument("--budget", type=int, help="raise the campaign's budget (oracle evaluations in all)")
+    sp.add_argument("--no-mlflow", action="store_true")
+
+    sp = add(sub, "report", cmd_report, "counts, best candidates, Pareto front, failures and every evaluation")
+    sp.add_argument("run_dir")
+    sp.add_argument("--top", type=int, default=10)
+
+    sp = add(benchmarks, "loop", cmd_benchmark_loop,
+             "oracle-worker utilisation, scheduling overhead per round and 2-worker speedup of the Ray loop")
+    sp.add_argument("--delay", type=float, default=2.0, help="seconds each (lookup) oracle call takes")
+    sp.add_argument("--budget", type=int, default=48)
+    sp.add_argument("--batch-size", type=int, default=8)

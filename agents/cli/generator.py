@@ -1,0 +1,106 @@
+"""``discovery train generator``, ``discovery generate`` and ``discovery benchmark generator``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from discovery.config import ProposerConfig
+
+PROPOSER = ProposerConfig()  # defaults shared with the campaign config
+DATA_HELP = "a pool table or a dataset directory with CG views (default: the committed pool table)"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from discovery.generator.model import ModelSettings
+    from discovery.generator.pipeline import train_generator
+
+    settings = ModelSettings(hidden=args.hidden, layers=args.layers, steps=args.diffusion_steps)
+    summary = train_generator(args.data, args.out, steps=args.steps, embedding_epochs=args.embedding_epochs,
+                              seed=args.seed, settings=settings, progress=not args.json)
+    print(json.dumps(summary, indent=None if args.json else 1))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from discovery.generator.metrics import generation_metrics
+    from discovery.generator.pipeline import generate, load_generator, write_generated
+    from discovery.generator.train import training_rows
+
+    training = training_rows(args.data)  # the generator's parents, and what novelty is measured against
+    generator = load_generator(args.model, seed=args.seed, rows=training)
+    high = args.condition == "high_co2"
+    parents = (generator.elite if high else generator.replay) if args.mode == "edit" else ()
+    steer = args.steer if high else 1
+    records, cpu = generate(generator, args.n, seed=args.seed, steer=steer, parents=parents,
+                            strength=args.strength, block_strength=args.block_strength, progress=not args.json)
+    edit = args.mode == "edit"
+    metrics = {**generation_metrics(records, training, cpu), "generator_version": generator.version,
+               "mode": args.mode, "strength": args.strength if edit else None,
+               "block_strength": args.block_strength if edit else None,
+               "condition": args.condition, "steer": steer if args.mode == "denovo" else None, "seed": args.seed}
+    write_generated(records, args.out, metrics)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{metrics['n_valid']} of {metrics['n_sampled']} valid (validity {metrics['validity']:.2f}, "
+              f"uniqueness {metrics['uniqueness']:.2f}, novelty {metrics['novelty']:.2f}, "
+              f"{metrics['valid_per_cpu_s']:.3f} valid/CPU-s); CIFs in {args.out}/cifs", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from surrogates.generator_benchmark import benchmark_generator
+
+    result = benchmark_generator(args.model, n=args.n, seed=args.seed, source=args.data, strength=args.strength,
+                                 block_strength=args.block_strength, guidance=args.guidance, progress=not args.json)
+    print(json.dumps(result, indent=None if args.json else 1))
+    return 0
+
+
+def _edit_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--strength", type=float, default=PROPOSER.strength,
+                    help="edit: fraction of the diffusion run from which bead positions are denoised (0-1]")
+    sp.add_argument("--block-strength", type=float, default=PROPOSER.block_strength,
+                    help="edit: the same for the building blocks (0-1]")
+
+
+def register(train, sub, benchmarks, add: Callable) -> None:
+    """Add the generator commands: ``train generator``, ``generate``, ``benchmark generator``."""
+    sp = add(train, "generator", cmd_train, "train the MOF diffusion generator (BB embeddings + CG diffusion)")
+    sp.add_argument("--data", help=DATA_HELP)
+    sp.add_argument("--out", default="models/generator", help="model directory")
+    sp.add_argument("--steps", type=int, default=PROPOSER.train_steps,
+                    help="training steps (batches of 32 MOFs)")
+    sp.add_argument("--embedding-epochs", type=int, default=300)
+    sp.add_argument("--hidden", type=int, default=96)
+    sp.add_argument("--layers", type=int, default=3)
+    sp.add_argument("--diffusion-steps", type=int, default=100)
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = add(sub, "generate", cmd_generate, "sample MOFs with a trained generator; CIFs and metrics into --out")
+    sp.add_argument("--n", type=int, required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--model", default="models/generator")
+    sp.add_argument("--mode", choices=["edit", "denovo"], default="edit",
+                    help="edit: re-noise and denoise training MOFs (what the loop does first); denovo: cell, "
+                         "bead count and beads from the prior")
+    sp.add_argument("--condition", choices=["high_co2", "none"], default="high_co2",
+                    help="high_co2: edit the training set's top decile by CO2 K_H, or (denovo) keep the latent "
+                         "the property head ranks best of --steer; none: random training MOFs / prior latents")
+    _edit_arguments(sp)
+    sp.add_argument("--steer", type=int, default=4, help="denovo with high_co2: latents drawn per sample")
+    sp.add_argument("--data", help=DATA_HELP + "; novelty is measured against it")
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = add(benchmarks, "generator", cmd_benchmark,
+             "validity, uniqueness, novelty, valid MOFs per CPU-second and the retrain lift of the generator")
+    sp.add_argument("--model", default="models/generator", help="trained here first if missing")
+    sp.add_argument("--n", type=int, default=200, help="samples per measurement")
+    _edit_arguments(sp)
+    sp.add_argument("--guidance", type=float, default=PROPOSER.guidance,
+                    help="after fine-tuning: amplify what it changed in the building blocks by this factor")
+    sp.add_argument("--data", help=DATA_HELP)
+    sp.add_argument("--seed", type=int, default=0)

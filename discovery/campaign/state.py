@@ -1,0 +1,207 @@
+"""Campaign state: what a campaign knows, kept as an append-only event log in its run directory.
+
+Every change is one JSON line in ``events.jsonl``, written and flushed before the campaign acts on it, so
+a driver killed at any moment loses at most the line being written (and the oracle calls in flight, which
+are simply run again). Replaying the log rebuilds the state exactly: candidates and why invalid ones were
+rejected, each round's proposals and selection (with the model versions that proposed and scored them and
+their predictions), every oracle result (ok or failed, with timings and worker), and the model versions.
+
+Event types: ``proposed`` (a round's prepared candidates), ``model`` (a surrogate version and the results
+it was trained on), ``selected`` (a round's picks), ``result`` (an oracle evaluation, or a value told by
+the user), ``round_metrics``, ``generator`` (a generator fine-tuned on the results).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+import numpy as np
+
+from discovery.config import CampaignConfig, dump_config, load_config
+from discovery.errors import DiscoveryError
+from discovery.jsonl import append, open_for_append
+
+EVENTS = "events.jsonl"
+CONFIG = "config.yaml"
+
+
+@dataclass
+class Round:
+    index: int
+    planned: bool = False  # its candidates were proposed (possibly none)
+    proposed: list[str] = field(default_factory=list)
+    selected: list[str] = field(default_factory=list)
+    strategy: str = ""
+    model_version: int | None = None
+    predictions: dict[str, dict[str, list]] = field(default_factory=dict)  # id -> {targets, mean, std}
+
+
+class CampaignState:
+    """Candidates, rounds, results and model versions of one run directory."""
+
+    def __init__(self, run_dir: str | Path, config: CampaignConfig) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.candidates: dict[str, dict[str, Any]] = {}
+        self.rounds: dict[int, Round] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.models: dict[int, dict[str, Any]] = {}
+        self.round_metrics: dict[int, dict[str, Any]] = {}
+        self.generator_updates: list[dict[str, Any]] = []
+        self.order: list[str] = []  # candidates in the order their results arrived
+        self._log: IO[str] | None = None
+
+    # ---- files -------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: str | Path, config: CampaignConfig) -> "CampaignState":
+        run_dir = Path(run_dir)
+        if (run_dir / EVENTS).exists():
+            raise DiscoveryError(f"{run_dir} already holds a campaign; resume it with `discovery resume {run_dir}` "
+                                 "or choose another --run-dir")
+        (run_dir / "structures").mkdir(parents=True, exist_ok=True)
+        dump_config(config, run_dir / CONFIG)
+        state = cls(run_dir, config)
+        state._log = open_for_append(run_dir / EVENTS)
+        return state
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "CampaignState":
+        run_dir = Path(run_dir)
+        if not (run_dir / CONFIG).exists():
+            raise DiscoveryError(f"{run_dir} is not a campaign run directory (no {CONFIG})")
+        state = cls(run_dir, load_config(run_dir / CONFIG))
+        _drop_partial_line(run_dir / EVENTS)
+        for event in read_events(run_dir / EVENTS):
+            state._apply(event)
+        state._log = open_for_append(run_dir / EVENTS)
+        return state
+
+    def extend_budget(self, budget: int) -> None:
+        if budget < len(self.selected):
+            raise DiscoveryError(f"budget {budget} is below the {len(self.selected)} evaluations already chosen")
+        self.config = replace(self.config, budget=budget)
+        dump_config(self.config, self.run_dir / CONFIG)
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Persist an event, then apply it."""
+        if self._log is None:
+            raise DiscoveryError("the campaign state is closed")
+        append(self._log, event)
+        self._apply(event)
+
+    def save_structure(self, candidate_id: str, mof_json: str) -> Path:
+        path = self.run_dir / "structures" / f"{candidate_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(mof_json)
+        tmp.replace(path)  # atomic: a kill leaves the old file or the new one, never half of one
+        return path
+
+    def structure_json(self, candidate_id: str) -> str | None:
+        path = self.run_dir / "structures" / f"{candidate_id}.json"
+        return path.read_text() if path.exists() else None
+
+    # ---- replay ------------------------------------------------------------------------------------
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "proposed":
+            rnd = self.rounds.setdefault(event["round"], Round(event["round"]))
+            rnd.planned = True
+            for c in event["candidates"]:
+                self.candidates.setdefault(c["id"], {**c, "round": event["round"]})
+                rnd.proposed.append(c["id"])
+        elif kind == "selected":
+            rnd = self.rounds.setdefault(event["round"], Round(event["round"]))
+            rnd.selected, rnd.strategy = list(event["ids"]), event["strategy"]
+            rnd.model_version = event.get("model_version")
+            rnd.predictions = event.get("predictions", {})
+        elif kind == "result":
+            if event["id"] not in self.results:
+                self.order.append(event["id"])
+            self.results[event["id"]] = event
+        elif kind == "model":
+            self.models[event["version"]] = event
+        elif kind == "round_metrics":
+            self.round_metrics[event["round"]] = event
+        elif kind == "generator":  # a generator fine-tuned on the results (its own record of what it did)
+            self.generator_updates.append(event)
+        else:
+            raise DiscoveryError(f"{self.run_dir / EVENTS}: unknown event type {kind!r}")
+
+    # ---- queries -----------------------------------------------------------------------------------
+    @property
+    def selected(self) -> list[str]:
+        return [i for r in sorted(self.rounds) for i in self.rounds[r].selected]
+
+    def round_of(self, candidate_id: str) -> int | None:
+        return next((r for r in sorted(self.rounds) if candidate_id in self.rounds[r].selected), None)
+
+    def pending(self) -> list[str]:
+        """Selected candidates without a result yet (in flight, or queued)."""
+        return [i for i in self.selected if i not in self.results]
+
+    def ok_results(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        ids = self.order if ids is None else ids
+        return [self.results[i] for i in ids if i in self.results and self.results[i]["status"] == "ok"]
+
+    def complete_through(self, round_index: int) -> bool:
+        """Every candidate selected in rounds ``<= round_index`` has a result."""
+        return all(i in self.results for r, rnd in self.rounds.items() if r <= round_index for i in rnd.selected)
+
+    def basis_for(self, round_index: int, lag: int) -> list[str]:
+        """Ids of the ok results a round's model and selection are conditioned on: those of rounds
+        ``<= round_index - lag`` (fixed by the round structure, not by arrival order: reproducible)."""
+        rounds = [r for r in sorted(self.rounds) if r <= round_index - lag]
+        return [i for r in rounds for i in self.rounds[r].selected
+                if i in self.results and self.results[i]["status"] == "ok"]
+
+    def selectable(self) -> list[str]:
+        """Valid candidates proposed so far and never selected, in proposal order."""
+        chosen = set(self.selected)
+        return [i for r in sorted(self.rounds) for i in self.rounds[r].proposed
+                if i not in chosen and self.candidates[i]["status"] == "valid"]
+
+    def values(self, ids: Iterable[str], targets: Iterable[str]) -> np.ndarray:
+        targets = list(targets)
+        return np.array([[self.results[i]["values"].get(t, np.nan) for t in targets] for i in ids],
+                        dtype=float).reshape(-1, len(targets))
+
+    @property
+    def budget_left(self) -> int:
+        return self.config.budget - len(self.selected)
+
+    @property
+    def done(self) -> bool:
+        return self.budget_left <= 0 and not self.pending()
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The log's events; a last line cut short by a kill is dropped (its action is redone)."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    events = []
+    for n, line in enumerate(lines):
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if n < len(lines) - 1 and line.strip():
+                raise DiscoveryError(f"{path}: line {n + 1} is corrupt ({exc})") from exc
+    return events
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a kill left unfinished, so that later events start on a line of their own."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)

@@ -1,0 +1,263 @@
+"""The physics oracle: ``Oracle().evaluate(mof)`` runs the requested levels and returns a typed record.
+
+Levels, cheapest first:
+- ``geometry``: Zeo++ pore descriptors (the cheap first fidelity);
+- ``henry``: RASPA3 Widom K_H of CO2 and N2 at 298 K (adaptive cycles) and the CO2 heat of adsorption;
+- ``flue_gas``: GCMC of CO2/N2 15:85 at 1 bar, 298 K: uptakes and CO2/N2 selectivity;
+- ``working_capacity``: flue-gas CO2 uptake minus pure-CO2 uptake at 0.1 bar, 363 K;
+- ``diffusivity``: CO2 self-diffusivity from molecular dynamics (LAMMPS).
+Every level records its CPU seconds; a level that fails is recorded with its reason and message, and the
+other levels still run. Adsorption runs block the pockets a CO2 probe cannot reach (found by Zeo++).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from typing import Any, Callable
+
+import numpy as np
+
+from discovery.clock import cpu_seconds
+from discovery.errors import DiscoveryError
+from discovery.oracle.adsorption.forcefield import CO2, N2
+from discovery.oracle.adsorption.raspa import (
+    Box,
+    adaptive_henry,
+    adaptive_uptake,
+    framework_charges,
+    heat_of_adsorption,
+    protocol,
+    simulation_box,
+)
+from discovery.oracle.settings import (  # one definition, shared with the config and the CLI
+    TIMEOUT_S,
+    OracleSettings,
+)
+from discovery.structures.mof import MOF
+from discovery.targets import KH_CO2
+
+LEVELS = ("geometry", "henry", "flue_gas", "working_capacity", "diffusivity")
+FLUE_GAS = {"pressure_pa": 1e5, "temperature": 298.0, "mole_fractions": (0.15, 0.85)}
+DESORPTION = {"pressure_pa": 1e4, "temperature": 363.0}
+VERSIONED = ("mof-discovery", "raspalib", "pyzeo", "pymatgen", "lammps")
+
+
+# log10 of what the oracle measures (K_H in mol/kg/Pa, uptake in mol/kg): what surrogates learn and campaigns
+# optimise, because K_H spans orders of magnitude across MOFs
+TARGETS: dict[str, Callable[[dict], float]] = {
+    KH_CO2: lambda r: math.log10(r["henry"]["co2"]["kh_mol_kg_pa"]),
+    "log10_kh_n2": lambda r: math.log10(r["henry"]["n2"]["kh_mol_kg_pa"]),
+    "log10_flue_co2": lambda r: math.log10(r["flue_gas"]["co2_mol_kg"]),
+    "log10_d_co2": lambda r: math.log10(r["diffusivity"]["co2_m2_s"]),  # self-diffusivity, m^2/s (MD)
+}
+
+
+def target_values(record: dict[str, Any]) -> dict[str, float]:
+    """The targets an oracle record (``OracleResult.to_dict()``) provides; failed or missing levels and
+    non-positive values (outside the log's domain) are left out."""
+    out = {}
+    for name, f in TARGETS.items():
+        try:
+            value = f(record)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[name] = value
+    return out
+
+
+@dataclass
+class OracleResult:
+    structure: str
+    properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        """One flat record: each level's results under its own name (``henry``, ``flue_gas``, ...)."""
+        return {"structure": self.structure, **self.properties, "failures": self.failures, "cpu_s": self.cpu_s,
+                "settings": self.settings, "versions": self.versions}
+
+
+class Oracle:
+    """Runs the oracle levels on one structure at a time."""
+
+    def __init__(self, settings: OracleSettings | None = None) -> None:
+        self.settings = settings or OracleSettings()
+        # the latest charges and box, each keyed on the structure's content and the settings it depends on:
+        # the levels of one structure share them, and another structure (or this one edited) never gets them
+        self._cache: dict[str, tuple[tuple, Any]] = {}
+
+    def evaluate(self, mof: MOF, properties: tuple[str, ...] = ("geometry", "henry")) -> OracleResult:
+        unknown = [p for p in properties if p not in LEVELS]
+        if unknown:
+            raise DiscoveryError(f"unknown oracle level(s) {unknown}; available: {', '.join(LEVELS)}")
+        result = OracleResult(structure=mof.id, settings={**asdict(self.settings), "protocol": protocol()},
+                              versions=_versions())
+        self._cache.clear()  # each evaluation makes (and pays for) its charges and box, once
+        for level in sorted(properties, key=LEVELS.index):
+            t0 = cpu_seconds()
+            try:
+                result.properties[level] = getattr(self, f"_{level}")(mof, result)
+            except DiscoveryError as exc:
+                result.failures[level] = {"reason": type(exc).__name__, "message": str(exc)}
+            result.cpu_s[level] = round(cpu_seconds() - t0, 3)
+        return result
+
+    def box(self, mof: MOF) -> Box:
+        """The simulation box of ``mof``: smallest valid supercell, charges, blocked pockets."""
+        key = (self._content(mof), self.settings.charges, self.settings.block_pockets)
+        return self._cached("box", key, lambda: self._new_box(mof))
+
+    def charges(self, mof: MOF) -> np.ndarray:
+        """The checked, neutral per-atom charges of ``mof`` under ``settings.charges``."""
+        key = (self._content(mof), self.settings.charges)
+        return self._cached("charges", key, lambda: framework_charges(mof, self.settings.charges))
+
+    def _cached(self, name: str, key: tuple, make: Callable[[], Any]) -> Any:
+        if name not in self._cache or self._cache[name][0] != key:
+            self._cache[name] = (key, make())
+        return self._cache[name][1]
+
+    def _new_box(self, mof: MOF) -> Box:
+        pockets = []
+        if self.settings.block_pockets:
+            from discovery.oracle.geometry.pockets import inaccessible_pockets
+
+            pockets = inaccessible_pockets(mof.structure, name=mof.id)
+        return simulation_box(mof, self.charges(mof), pockets=pockets)
+
+    @staticmethod
+    def _content(mof: MOF) -> tuple:
+        """What charges and a box are made from: id, lattice, species, positions and given charges."""
+        s = mof.structure
+        return (mof.id, s.lattice.matrix.tobytes(), tuple(str(sp) for sp in s.species), s.frac_coords.tobytes(),
+                None if mof.charges is None else np.asarray(mof.charges, dtype=float).tobytes())
+
+    def _geometry(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        from discovery.oracle.geometry.zeo import compute_geometry
+
+        g = compute_geometry(mof.structure, name=mof.id).to_dict()
+        renamed = {"lcd": "lcd_A", "pld": "pld_A", "lcd_along_path": "lcd_along_path_A", "cpu_s": "cpu_s_zeo"}
+        return {renamed.get(k, k): v for k, v in g.items()}
+
+    def _henry(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        s, box = self.settings, self.box(mof)
+        common = dict(charges=s.charges, seed=s.seed, temperature=s.temperature, box=box)
+        runs = {g.name.lower(): adaptive_henry(mof, g, target=s.target, first_cycles=s.first_cycles,
+                                               max_cycles=s.max_cycles, **common) for g in (CO2, N2)}
+        out: dict[str, Any] = {key: {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "cycles": r.cycles}
+                               for key, r in runs.items()}
+        if s.qst_cycles > 0:  # labelling a design space may skip it: K_H is what the surrogates learn
+            heat = heat_of_adsorption(mof, CO2, cycles=s.qst_cycles, **common)
+            out["co2"].update(qst_kj_mol=heat.qst_kj_mol, qst_ci95=heat.ci95, qst_cycles=heat.cycles)
+        out["kh_ratio_co2_n2"] = runs["co2"].kh / runs["n2"].kh
+        out.update(_box_record(box))
+        return out
+
+    def _flue_gas(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        s = self.settings
+        r = adaptive_uptake(mof, (CO2, N2), FLUE_GAS["mole_fractions"], pressure_pa=FLUE_GAS["pressure_pa"],
+                            temperature=FLUE_GAS["temperature"], charges=s.charges, target=s.target,
+                            first_cycles=s.gcmc_first_cycles, max_cycles=s.gcmc_max_cycles,
+                            init_cycles=s.gcmc_init_cycles, seed=s.seed, box=self.box(mof))
+        y_co2, y_n2 = FLUE_GAS["mole_fractions"]
+        q_co2, q_n2 = r.uptake["CO2"], r.uptake["N2"]
+        return {"co2_mol_kg": q_co2, "co2_ci95": r.ci95["CO2"], "n2_mol_kg": q_n2, "n2_ci95": r.ci95["N2"],
+                "selectivity": (q_co2 / q_n2) / (y_co2 / y_n2) if q_n2 > 0 else float("inf"),
+                "pressure_pa": r.pressure_pa, "temperature_K": r.temperature, "mole_fractions": r.mole_fractions,
+                "fugacity_coefficients": r.fugacity_coefficients, "cycles": r.cycles, "init_cycles": r.init_cycles}
+
+    def _working_capacity(self, mof: MOF, result: OracleResult) -> dict[str, Any]:
+        s = self.settings
+        if "flue_gas" not in result.properties:  # adsorption step: reuse the flue-gas level, or run it
+            if "flue_gas" in result.failures:
+                why = result.failures["flue_gas"]["message"]
+                raise DiscoveryError(f"{mof.id}: no flue-gas uptake to start from ({why})")
+            result.properties["flue_gas"] = self._flue_gas(mof, result)
+        adsorbed = result.properties["flue_gas"]
+        r = adaptive_uptake(mof, (CO2,), (1.0,), pressure_pa=DESORPTION["pressure_pa"],
+                            temperature=DESORPTION["temperature"], charges=s.charges, target=s.target,
+                            first_cycles=s.gcmc_first_cycles, max_cycles=s.gcmc_max_cycles,
+                            init_cycles=s.gcmc_init_cycles, seed=s.seed, box=self.box(mof))
+        desorbed = r.uptake["CO2"]
+        return {"co2_mol_kg": adsorbed["co2_mol_kg"] - desorbed,
+                "ci95": float(np.hypot(adsorbed["co2_ci95"], r.ci95["CO2"])),
+                "adsorption_co2_mol_kg": adsorbed["co2_mol_kg"], "desorption_co2_mol_kg": desorbed,
+                "desorption_ci95": r.ci95["CO2"], "desorption_pressure_pa": r.pressure_pa,
+                "desorption_temperature_K": r.temperature, "desorption_cycles": r.cycles}
+
+    def _diffusivity(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        from discovery.oracle.transport.md import run_md
+
+        s = self.settings
+        r = run_md(mof, self.charges(mof), n_guests=s.md_guests, production_ps=s.md_production_ps, seed=s.seed,
+                   temperature=s.temperature, out_dir=s.trajectory_dir)
+        return {"co2_m2_s": r.d_m2_s, "ci95": r.ci95, "converged": r.converged, "reason": r.reason,
+                "loglog_slope": r.slope, "fit_window_ps": list(r.fit_window_ps), "n_guests": r.n_guests,
+                "simulated_ps": r.simulated_ps, "mean_temperature_K": r.mean_temperature,
+                "ms_per_step": r.ms_per_step, "trajectory": r.trajectory_path, "md_settings": r.settings}
+
+
+def _box_record(box: Box) -> dict[str, Any]:
+    return {"box_copies": box.copies, "box_matrix": [list(r) for r in box.matrix],
+            "blocked_pockets": len(box.blocking)}
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except Exception:  # an optional engine that is not installed is recorded as absent
+            found[name] = "not installed"
+    return found
+
+
+def _evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: load one structure file and evaluate it (errors become failure records)."""
+    from discovery.structures.mof import load_structure
+
+    try:
+        mof = load_structure(task["path"])
+    except DiscoveryError as exc:
+        return {"structure": task["path"], "failures": {"read": {"reason": type(exc).__name__, "message": str(exc)}}}
+    settings = OracleSettings(**task["settings"])
+    return {"file": task["path"], **Oracle(settings).evaluate(mof, tuple(task["properties"])).to_dict()}
+
+
+def evaluate_files(paths: list[str], properties: tuple[str, ...], settings: OracleSettings,
+                   out: str | None = None, workers: int | None = None, timeout_s: float = TIMEOUT_S,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """Evaluate many structures, one process per core; with ``out`` (JSONL) results are saved as they
+    finish and files already there are skipped, so an interrupted batch resumes. A structure that
+    crashes its worker or runs past ``timeout_s`` is recorded as a failure; the batch carries on."""
+    from pathlib import Path
+
+    from discovery.jsonl import append, open_for_append, read_rows
+    from discovery.parallel import TaskFailure, map_with_timeout
+
+    done = read_rows(Path(out), "file") if out else {}
+    tasks = [{"path": p, "properties": list(properties), "settings": asdict(settings)} for p in paths if p not in done]
+    log = open_for_append(Path(out)) if out else None
+    try:
+        for task, row in map_with_timeout(_evaluate_task, tasks, timeout=timeout_s, workers=workers,
+                                          desc="evaluating", progress=progress):
+            if isinstance(row, TaskFailure):
+                row = {"structure": task["path"], "failures": {"worker": {"reason": row.kind, "message": row.message}}}
+            row["file"] = task["path"]
+            done[task["path"]] = row
+            if log:
+                append(log, row)
+    finally:
+        if log:
+            log.close()
+    return [done[p] for p in paths if p in done]

@@ -1,0 +1,42 @@
+"""Element facts shared by the building-block library and the validity checks."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ase.data import atomic_numbers, covalent_radii
+
+from discovery.errors import StructureReadError
+
+# The metals the curated design space draws its nodes from (the common MOF metals).
+DESIGN_SPACE_METALS = frozenset({"Zn", "Cu", "Zr", "Co", "Ni", "Mg", "Al"})
+
+# Non-metals and metalloids that appear in linkers; anything else with an atomic number is a metal here.
+_NON_METALS = frozenset(
+    {"H", "He", "B", "C", "N", "O", "F", "Ne", "Si", "P", "S", "Cl", "Ar", "As", "Se", "Br", "Kr",
+     "Te", "I", "Xe", "X"}
+)
+
+
+def is_metal(symbol: str) -> bool:
+    """True for metal elements (the dummy connection-point symbol X is not one)."""
+    return symbol not in _NON_METALS
+
+
+@lru_cache(maxsize=None)
+def covalent_radius(symbol: str) -> float:
+    """Covalent radius in Angstrom (Cordero et al., as tabulated by ASE).
+
+    Raises StructureReadError for a symbol that is not a chemical element.
+    """
+    number = atomic_numbers.get(symbol)
+    if number is None or number == 0:
+        raise StructureReadError(f"unknown element {symbol!r}")
+    return float(covalent_radii[number])
+
+
+def check_elements(symbols: list[str] | tuple[str, ...], where: str = "structure") -> None:
+    """Raise StructureReadError naming the first symbol that is not an element."""
+    for symbol in sorted(set(symbols)):
+        if atomic_numbers.get(symbol, 0) == 0:
+            raise StructureReadError(f"{where}: unknown element {symbol!r}")
