@@ -9,6 +9,7 @@ YAML scalars and applied before validation, so they are checked the same way.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -39,9 +40,10 @@ class ProposerConfig:
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     parents: int = bounded(16, 1)  # the best results so far (by the campaign's objectives) handed to the generator
     table: str | None = None  # kind "table": a pool table (None: the committed one)
-    model: str = "models/generator"  # kind "diffusion": a trained generator; trained here first when missing
+    model: str = "models/generator"  # kind "diffusion": a trained generator (`discovery train generator`)
     # ... with this many steps (about 20 min on two threads; docs/generator.md has what 4,000 gave)
     train_steps: int = bounded(12000, 1)
+    train_if_missing: bool = False  # train the generator first when proposer.model is missing (explicit: it is long)
     # kind "diffusion": "edit" re-noises the best MOFs so far (at first the training set's best) and
     # denoises them: bead positions from ``strength`` of the diffusion run, building blocks from
     # ``block_strength`` (docs/generator.md has the measurements behind 0.3 and 0.6); "denovo" samples from
@@ -93,7 +95,7 @@ class PlannerSection:
 class ResourcesConfig:
     address: str | None = None  # Ray: None starts a local instance; "auto" or "ray://host:10001" joins one
     oracle_workers: int | None = bounded(None, 1)  # None: one per CPU of the Ray cluster
-    cpus_per_oracle: float = bounded(1.0, 0.0)
+    cpus_per_oracle: float = bounded(1.0, 0.01)  # above zero: 0 would ask Ray for an oracle actor per ~1e-9 CPU
     namespace: str = "mof-discovery"
 
 
@@ -107,7 +109,7 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class CampaignConfig:
-    name: str = "campaign"
+    name: str = "campaign"  # the run directory is runs/NAME-TIME: letters, digits, '.', '_', '-' only
     seed: int = 0
     budget: int = bounded(64, 1)  # oracle evaluations in all
     batch_size: int = bounded(8, 1)  # q: candidates selected at a time
@@ -120,6 +122,9 @@ class CampaignConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) or ".." in self.name:
+            raise ConfigError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-' (it names the run "
+                              "directory under runs/)")
         if self.oracle.kind == "lookup" and self.proposer.kind != "table":
             raise ConfigError("oracle.kind: 'lookup' needs proposer.kind: 'table' (labels come from the table)")
         from discovery.oracle.core import LEVELS

@@ -36,6 +36,8 @@ def problem(f: dataclasses.Field, value: Any) -> str | None:
     meta = f.metadata
     if isinstance(value, float) and value != value:
         return "NaN is not allowed"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return f"{value} is not a finite number"
     if "choices" in meta and value not in meta["choices"]:
         return f"{value!r} is not one of {', '.join(meta['choices'])}"
     if value is not None and meta.get("low") is not None and value < meta["low"]:

@@ -154,3 +154,15 @@ def test_co2_capture_generator_is_told_its_pareto_objectives(tmp_path):
         layers[front], left, k = k, left & ~front, k + 1
     assert k >= 2 and np.all(np.diff(layers) >= 0)  # told best-first by Pareto layer
     campaign.close()
+
+
+def test_a_missing_generator_is_not_trained_unasked_and_leaves_no_run_directory(tmp_path):
+    """An hour of training is opt-in (``--train-generator``); the failed start leaves nothing half-made, so the
+    same command runs once the model exists."""
+    from discovery.errors import DiscoveryError
+
+    config = {"proposer": {"kind": "diffusion", "model": str(tmp_path / "no-model")}, "oracle": {"charges": "none"},
+              "tracking": {"mlflow": False}}
+    with pytest.raises(DiscoveryError, match="train-generator"):
+        Campaign.from_config(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -61,3 +61,24 @@ def test_budget_can_grow_not_shrink_below_what_was_chosen(tmp_path):
     again = CampaignState.open(tmp_path / "run")
     assert again.config.budget == 10 and again.budget_left == 8
     again.close()
+
+
+def test_report_leaves_a_torn_log_unchanged(tmp_path, capsys):
+    """Readers never write: ``discovery report`` on a log whose last line is being written (or was torn by a
+    kill) reads the complete lines and leaves every byte as it was; only resume repairs it."""
+    from agents.cli.main import main
+
+    st = _state(tmp_path)
+    st.close()
+    with open(tmp_path / "run" / EVENTS, "a") as fh:
+        fh.write('{"type": "result", "id": "c1", "sta')
+    before = (tmp_path / "run" / EVENTS).read_bytes()
+    assert main(["report", str(tmp_path / "run"), "--json"]) == 0
+    assert '"evaluated": 1' in capsys.readouterr().out
+    assert (tmp_path / "run" / EVENTS).read_bytes() == before
+    reader = CampaignState.open(tmp_path / "run", writable=False)
+    assert "c0" in reader.results and (tmp_path / "run" / EVENTS).read_bytes() == before
+    with pytest.raises(DiscoveryError, match="closed"):
+        reader.record({"type": "result", "id": "c1", "status": "ok", "values": {}})
+    CampaignState.open(tmp_path / "run").close()  # a writer cuts the torn line
+    assert (tmp_path / "run" / EVENTS).read_bytes() == before[: before.rfind(b"\n") + 1]

@@ -92,3 +92,41 @@ def test_oracle_flags_are_the_settings_with_their_defaults(capsys):
     with pytest.raises(SystemExit):  # a dataset's CIFs carry no charges: the charge model is asked for
         parser.parse_args(["dataset", "label", "d"])
     assert "--charges" in capsys.readouterr().err
+
+
+def test_errors_are_one_line_and_a_bug_leaves_its_trace_in_a_file(irmof1, tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    from agents.cli import main as cli
+
+    irmof1.to_cif(tmp_path / "irmof1.cif")
+    out = tmp_path / "no" / "dir" / "r.jsonl"  # its folder does not exist
+    assert main(["evaluate", str(tmp_path / "irmof1.cif"), "--properties", "geometry", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "r.jsonl" in err
+
+    def broken(args):
+        raise ValueError("a bug")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_fn(parser, broken))
+    assert main(["bb", "list"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unexpected ValueError: a bug" in err
+    trace = Path(err.rsplit("full trace: ", 1)[1].rstrip(")"))
+    assert "Traceback" in trace.read_text() and "a bug" in trace.read_text()
+    trace.unlink()
+
+
+def _with_fn(parser, fn):
+    """The parser, with every command's function replaced by ``fn``."""
+    original = parser.parse_args
+
+    def parse_args(argv=None):
+        args = original(argv)
+        args.fn = fn
+        return args
+
+    parser.parse_args = parse_args
+    return parser

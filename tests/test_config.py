@@ -105,3 +105,17 @@ def test_campaign_doc_lists_every_oracle_key_with_its_default():
     assert set(documented) == set(defaults)
     for key, value in documented.items():  # "a | b": the choices, the default first
         assert (value.split(" | ")[0] if isinstance(value, str) and " | " in value else value) == defaults[key], key
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("resources.cpus_per_oracle", 0, "below the minimum"),
+    ("oracle.lookup_delay_s", float("inf"), "not a finite number"),
+    ("oracle.timeout_s", float("inf"), "not a finite number"),
+    ("name", "../../x", "name: '../../x' must be"),
+    ("name", "a/b", "must be letters"),
+])
+def test_risky_values_are_refused_at_load(key, value, message):
+    *section, last = key.split(".")
+    data = {section[0]: {last: value}} if section else {last: value}
+    with pytest.raises(ConfigError, match=message):
+        load_config(data)

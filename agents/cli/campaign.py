@@ -43,7 +43,8 @@ def _finish(campaign, report: dict[str, Any], as_json: bool) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from agents.campaign import Campaign
 
-    campaign = Campaign.from_config(args.config, run_dir=args.run_dir, overrides=args.set or (),
+    overrides = [*(args.set or ()), *(["proposer.train_if_missing=true"] if args.train_generator else [])]
+    campaign = Campaign.from_config(args.config, run_dir=args.run_dir, overrides=overrides,
                                     track=False if args.no_mlflow else None)
     print(f"campaign run directory: {campaign.run_dir} (resume with `discovery resume {campaign.run_dir}`)")
     return _finish(campaign, campaign.run(progress=not args.json), args.json)
@@ -60,7 +61,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from discovery.campaign.report import report
     from discovery.campaign.state import CampaignState
 
-    state = CampaignState.open(args.run_dir)
+    state = CampaignState.open(args.run_dir, writable=False)  # a reader: the log stays as it is
     rep = report(state, k=args.top)
     state.close()
     run_id_file = state.run_dir / "mlflow_run_id"
@@ -84,6 +85,8 @@ def register(sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config value, e.g. --set budget=32 --set oracle.charges=none")
     sp.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    sp.add_argument("--train-generator", action="store_true",
+                    help="train the diffusion generator first when proposer.model is missing (tens of minutes)")
 
     sp = add(sub, "resume", cmd_resume, "continue a campaign from its run directory (after a crash or kill)")
     sp.add_argument("run_dir")

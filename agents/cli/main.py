@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -287,6 +288,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is saved (run the same command again to resume)", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path that cannot be read or written: the file and the reason, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the whole trace in a file
+        print(f"error: unexpected {type(exc).__name__}: {exc} (full trace: {_write_trace()})", file=sys.stderr)
+        return 1
+
+
+def _write_trace() -> str:
+    """The current exception's traceback, in a new file of the system's temporary folder (never in a run
+    directory: readers of a run directory do not write to it)."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="discovery-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

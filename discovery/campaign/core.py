@@ -15,6 +15,7 @@ and whether it waits. Every event is in the run directory's log before the campa
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -71,7 +72,14 @@ class Campaign:
         if not isinstance(config, CampaignConfig):
             config = load_config(config, overrides)
         run_dir = Path(run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        return cls(CampaignState.create(run_dir, config), **parts)
+        existed = run_dir.exists()
+        state = CampaignState.create(run_dir, config)
+        try:
+            return cls(state, **parts)
+        except BaseException:
+            if not existed and not state.rounds:  # nothing recorded: leave no half-made run directory behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
     @classmethod
     def resume(cls, run_dir: str | Path, budget: int | None = None, **parts: Any) -> "Campaign":

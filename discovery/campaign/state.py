@@ -14,6 +14,7 @@ the user), ``round_metrics``, ``generator`` (a generator fine-tuned on the resul
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -24,6 +25,7 @@ from discovery.config import CampaignConfig, dump_config, load_config
 from discovery.errors import DiscoveryError
 from discovery.jsonl import append, open_for_append
 
+log = logging.getLogger(__name__)
 EVENTS = "events.jsonl"
 CONFIG = "config.yaml"
 
@@ -68,15 +70,23 @@ class CampaignState:
         return state
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "CampaignState":
+    def open(cls, run_dir: str | Path, writable: bool = True) -> "CampaignState":
+        """The state of a run directory. ``writable=False`` (readers: reports) changes nothing on disk, not
+        even a torn last line, which may be a line a live campaign is writing; a writer (resume) cuts a torn
+        last line first, and says so."""
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG).exists():
             raise DiscoveryError(f"{run_dir} is not a campaign run directory (no {CONFIG})")
         state = cls(run_dir, load_config(run_dir / CONFIG))
-        _drop_partial_line(run_dir / EVENTS)
+        if writable:
+            cut = _drop_partial_line(run_dir / EVENTS)
+            if cut:
+                log.warning("%s: cut a partial last line (%d bytes) left by an interrupted write; its action is "
+                            "redone", run_dir / EVENTS, cut)
         for event in read_events(run_dir / EVENTS):
             state._apply(event)
-        state._log = open_for_append(run_dir / EVENTS)
+        if writable:
+            state._log = open_for_append(run_dir / EVENTS)
         return state
 
     def extend_budget(self, budget: int) -> None:
@@ -197,11 +207,15 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line that a kill left unfinished, so that later events start on a line of their own."""
+def _drop_partial_line(path: Path) -> int:
+    """Cut a last line that a kill left unfinished, so that later events start on a line of their own;
+    returns the bytes cut."""
     if not path.exists():
-        return
+        return 0
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as fh:
+        fh.truncate(keep)
+    return len(data) - keep

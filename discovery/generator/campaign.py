@@ -13,17 +13,24 @@ import torch
 
 from discovery.campaign.contracts import Feedback, Generator, ProposalContext
 from discovery.config import ProposerConfig
+from discovery.errors import DiscoveryError
 from discovery.generator.generator import DiffusionGenerator
 
 log = logging.getLogger(__name__)
 
 
 def ensure_generator(config: ProposerConfig, seed: int = 0) -> None:
-    """Train the configured generator on the committed pool table when it does not exist yet (minutes,
-    with a progress bar): the campaign driver calls this before it starts the generator agent."""
+    """Train the configured generator on the committed pool table when it does not exist yet and the config
+    asks for it (``proposer.train_if_missing``: tens of minutes, with a progress bar); otherwise say how to
+    get one. The campaign driver calls this before any worker starts."""
     from discovery.generator.pipeline import train_generator
 
     if config.kind == "diffusion" and not (Path(config.model) / "model.json").exists():
+        if not config.train_if_missing:
+            raise DiscoveryError(
+                f"no generator at {config.model} (proposer.model): train one with `discovery train generator "
+                f"--out {config.model}` ({config.train_steps} steps, tens of CPU-minutes), or let the campaign do it "
+                "first with `--train-generator` (proposer.train_if_missing: true)")
         log.warning("no generator at %s: training one on the committed pool table (%d steps)", config.model,
                     config.train_steps)
         train_generator(None, config.model, steps=config.train_steps, seed=seed, progress=True)
