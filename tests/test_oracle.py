@@ -43,7 +43,7 @@ def test_unknown_level_is_named(irmof1):
 
 
 def test_batch_carries_on_and_resumes(irmof1, tmp_path):
-    from discovery.oracle.core import evaluate_files
+    from discovery.oracle.batch import evaluate_files
 
     good = tmp_path / "irmof1.cif"
     irmof1.to_cif(good)
@@ -55,8 +55,50 @@ def test_batch_carries_on_and_resumes(irmof1, tmp_path):
     assert rows[0]["henry"]["co2"]["kh_mol_kg_pa"] > 0
     assert "broken.cif" in rows[1]["failures"]["read"]["message"]
     again = evaluate_files([str(good), str(bad)], ("henry",), settings, out=str(out), workers=2, progress=False)
-    assert again == rows  # nothing redone: both come from the saved results
+    assert all(r["reused"] for r in again)  # nothing redone: both come from the saved results
+    assert [{k: v for k, v in r.items() if k != "reused"} for r in again] == rows
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_resume_recomputes_what_changed(irmof1, tmp_path):
+    """``evaluate --out`` reruns: other levels, other charges, a fixed CIF are computed again; the same inputs
+    are reused (and say so); a failure is retried only on request."""
+    from discovery.oracle.batch import evaluate_files
+
+    good, bad, out = tmp_path / "irmof1.cif", tmp_path / "broken.cif", tmp_path / "results.jsonl"
+    irmof1.to_cif(good)
+    bad.write_text("not a cif")
+    files = [str(good), str(bad)]
+    none = OracleSettings(charges="none", first_cycles=10, max_cycles=10, qst_cycles=0)
+
+    def run(levels, settings, **kw):
+        return evaluate_files(files, levels, settings, out=str(out), workers=2, progress=False, **kw)
+
+    first = run(("geometry",), none)
+    assert not any("reused" in r for r in first) and first[1]["failures"]
+    assert all("reused" in r for r in run(("geometry",), none))
+    assert "reused" in run(("geometry",), none, retry_failed=True)[0]
+    assert "reused" not in run(("geometry",), none, retry_failed=True)[1]  # the failure, computed again
+    levels = run(("geometry", "henry"), none)
+    assert not any("reused" in r for r in levels) and levels[0]["henry"]["co2"]["kh_mol_kg_pa"] > 0
+    eqeq = run(("geometry", "henry"), OracleSettings(charges="eqeq", first_cycles=10, max_cycles=10, qst_cycles=0))
+    assert "reused" not in eqeq[0] and eqeq[0]["settings"]["charges"] == "eqeq"
+    bad.write_text(good.read_text() + "# fixed by hand\n")  # the broken CIF, fixed
+    fixed = run(("geometry", "henry"), none)
+    assert "reused" in fixed[0] and "reused" not in fixed[1] and not fixed[1].get("failures")
+
+
+def test_out_must_be_a_results_file(irmof1, tmp_path):
+    from discovery.oracle.batch import evaluate_files
+
+    cif = tmp_path / "irmof1.cif"
+    irmof1.to_cif(cif)
+    before = cif.read_bytes()
+    with pytest.raises(DiscoveryError, match="not a results file"):
+        evaluate_files([str(cif)], ("geometry",), OracleSettings(charges="none"), out=str(cif), progress=False)
+    assert cif.read_bytes() == before
+    with pytest.raises(DiscoveryError, match="is a folder"):
+        evaluate_files([str(cif)], ("geometry",), OracleSettings(charges="none"), out=str(tmp_path), progress=False)
 
 
 def test_diffusivity_level_writes_its_trajectory(irmof1, tmp_path):

@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cycles", type=int, help="fixed Monte Carlo cycles: N for --" +
                     ", --".join(c.replace("_", "-") for c in FIXED_CYCLES) + " (default: adaptive, see --target)")
     sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
-    sp.add_argument("--out", help="JSONL file: results saved as they finish; finished files are skipped")
+    sp.add_argument("--out", help="JSONL file: results saved as they finish; a rerun reuses those computed from "
+                                  "the same file content, levels, settings and versions, and computes the rest")
+    sp.add_argument("--retry-failed", action="store_true", help="with --out: compute failed records again")
     sp.add_argument("--workers", type=int)
     oracle_arguments(sp)
 
@@ -238,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, help="label only the first N structures (in name order)")
     sp.add_argument("--workers", type=int)
     sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
+    sp.add_argument("--retry-failed", action="store_true", help="compute failed labels again")
     oracle_arguments(sp, charges=DATASET_CHARGES)
 
     sp = add(ds, "trajectories", cmd_dataset_trajectories,

@@ -74,7 +74,7 @@ def oracle_settings(args: argparse.Namespace, **changes: Any):
 
 # ---- evaluate and datasets ---------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from discovery.oracle.core import evaluate_files
+    from discovery.oracle.batch import evaluate_files
 
     properties = _levels(args.properties)
     fixed = dict.fromkeys(FIXED_CYCLES, args.cycles) if args.cycles else {}
@@ -83,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not paths:
         raise DiscoveryError(f"no structures found in {args.structures}")
     rows = evaluate_files(paths, properties, settings, out=args.out, workers=args.workers,
-                          timeout_s=args.timeout, progress=not args.json)
+                          timeout_s=args.timeout, progress=not args.json, retry_failed=args.retry_failed)
     _print(rows[0] if len(rows) == 1 else rows, args.json, lambda _: "\n".join(_evaluate_line(r) for r in rows))
     return 1 if any(r.get("failures") for r in rows) else 0
 
@@ -142,7 +142,7 @@ def cmd_dataset_trajectories(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_label(args: argparse.Namespace) -> int:
-    from discovery.oracle.core import evaluate_files
+    from discovery.oracle.batch import evaluate_files
 
     structures = sorted((Path(args.dir) / "structures").glob("*.cif"))
     if not structures:
@@ -151,8 +151,8 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
     out = Path(args.dir) / "labels" / f"{args.charges}.jsonl"
     out.parent.mkdir(exist_ok=True)
     paths = [str(p) for p in structures[: args.limit]]
-    rows = evaluate_files(paths, properties, oracle_settings(args), out=str(out),
-                          workers=args.workers, timeout_s=args.timeout, progress=not args.json)
+    rows = evaluate_files(paths, properties, oracle_settings(args), out=str(out), workers=args.workers,
+                          timeout_s=args.timeout, progress=not args.json, retry_failed=args.retry_failed)
     failed = [r for r in rows if r.get("failures")]
     cpu_h = sum(sum(r.get("cpu_s", {}).values()) for r in rows) / 3600.0
     summary = {"labels": str(out), "structures": len(paths), "labelled": len(rows) - len(failed),

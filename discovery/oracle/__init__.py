@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"Oracle": "core", "OracleResult": "core", "evaluate_files": "core", "LEVELS": "core", "TARGETS": "core",
+_EXPORTS = {"Oracle": "core", "OracleResult": "core", "evaluate_files": "batch", "LEVELS": "core", "TARGETS": "core",
             "target_values": "core", "OracleSettings": "settings"}
 
 __all__ = sorted(_EXPORTS)

@@ -32,7 +32,6 @@ from discovery.oracle.adsorption.raspa import (
     simulation_box,
 )
 from discovery.oracle.settings import (  # one definition, shared with the config and the CLI
-    TIMEOUT_S,
     OracleSettings,
 )
 from discovery.structures.mof import MOF
@@ -101,7 +100,7 @@ class Oracle:
         if unknown:
             raise DiscoveryError(f"unknown oracle level(s) {unknown}; available: {', '.join(LEVELS)}")
         result = OracleResult(structure=mof.id, settings={**asdict(self.settings), "protocol": protocol()},
-                              versions=_versions())
+                              versions=versions())
         self._cache.clear()  # each evaluation makes (and pays for) its charges and box, once
         for level in sorted(properties, key=LEVELS.index):
             t0 = cpu_seconds()
@@ -212,7 +211,8 @@ def _box_record(box: Box) -> dict[str, Any]:
             "blocked_pockets": len(box.blocking)}
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions of the packages a result depends on."""
     found = {}
     for name in VERSIONED:
         try:
@@ -220,44 +220,3 @@ def _versions() -> dict[str, str]:
         except Exception:  # an optional engine that is not installed is recorded as absent
             found[name] = "not installed"
     return found
-
-
-def _evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker: load one structure file and evaluate it (errors become failure records)."""
-    from discovery.structures.mof import load_structure
-
-    try:
-        mof = load_structure(task["path"])
-    except DiscoveryError as exc:
-        return {"structure": task["path"], "failures": {"read": {"reason": type(exc).__name__, "message": str(exc)}}}
-    settings = OracleSettings(**task["settings"])
-    return {"file": task["path"], **Oracle(settings).evaluate(mof, tuple(task["properties"])).to_dict()}
-
-
-def evaluate_files(paths: list[str], properties: tuple[str, ...], settings: OracleSettings,
-                   out: str | None = None, workers: int | None = None, timeout_s: float = TIMEOUT_S,
-                   progress: bool = True) -> list[dict[str, Any]]:
-    """Evaluate many structures, one process per core; with ``out`` (JSONL) results are saved as they
-    finish and files already there are skipped, so an interrupted batch resumes. A structure that
-    crashes its worker or runs past ``timeout_s`` is recorded as a failure; the batch carries on."""
-    from pathlib import Path
-
-    from discovery.jsonl import append, open_for_append, read_rows
-    from discovery.parallel import TaskFailure, map_with_timeout
-
-    done = read_rows(Path(out), "file") if out else {}
-    tasks = [{"path": p, "properties": list(properties), "settings": asdict(settings)} for p in paths if p not in done]
-    log = open_for_append(Path(out)) if out else None
-    try:
-        for task, row in map_with_timeout(_evaluate_task, tasks, timeout=timeout_s, workers=workers,
-                                          desc="evaluating", progress=progress):
-            if isinstance(row, TaskFailure):
-                row = {"structure": task["path"], "failures": {"worker": {"reason": row.kind, "message": row.message}}}
-            row["file"] = task["path"]
-            done[task["path"]] = row
-            if log:
-                append(log, row)
-    finally:
-        if log:
-            log.close()
-    return [done[p] for p in paths if p in done]

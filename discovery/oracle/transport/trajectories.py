@@ -57,7 +57,7 @@ def build_trajectories(dataset: str | Path, out: str | Path, settings: OracleSet
                        progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the MD oracle with ``settings`` (its seed also picks the MOFs) on ``n`` diverse MOFs of
     ``dataset``; trajectories land in ``out``."""
-    from discovery.oracle.core import evaluate_files
+    from discovery.oracle.batch import evaluate_files
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
