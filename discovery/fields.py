@@ -18,8 +18,9 @@ class SettingError(DiscoveryError):
     """A setting outside its choices or bounds; the message names the setting."""
 
 
-def choice(*options: str, default: str, help: str = "") -> Any:
-    return field(default=default, metadata={"choices": options, "help": help})
+def choice(*options: str, default: Any, help: str = "", many: bool = False) -> Any:
+    """One of ``options`` (``many``: a tuple of them, e.g. checks to skip)."""
+    return field(default=default, metadata={"choices": options, "help": help, "many": many})
 
 
 def bounded(default: Any, low: float | None = None, high: float | None = None, help: str = "") -> Any:
@@ -38,6 +39,9 @@ def problem(f: dataclasses.Field, value: Any) -> str | None:
         return "NaN is not allowed"
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return f"{value} is not a finite number"
+    if meta.get("many"):
+        bad = [v for v in value if v not in meta["choices"]]
+        return f"{bad[0]!r} is not one of {', '.join(meta['choices'])}" if bad else None
     if "choices" in meta and value not in meta["choices"]:
         return f"{value!r} is not one of {', '.join(meta['choices'])}"
     if value is not None and meta.get("low") is not None and value < meta["low"]:

@@ -7,6 +7,8 @@ import argparse
 import json
 from typing import Any, Callable
 
+from agents.cli.types import non_negative_float, positive_int
+
 
 def _summary(report: dict[str, Any], run_id: str | None, root: str | None) -> str:
     c = report["counts"]
@@ -90,15 +92,15 @@ def register(sub, benchmarks, add: Callable) -> None:
 
     sp = add(sub, "resume", cmd_resume, "continue a campaign from its run directory (after a crash or kill)")
     sp.add_argument("run_dir")
-    sp.add_argument("--budget", type=int, help="raise the campaign's budget (oracle evaluations in all)")
+    sp.add_argument("--budget", type=positive_int, help="raise the campaign's budget (oracle evaluations in all)")
     sp.add_argument("--no-mlflow", action="store_true")
 
     sp = add(sub, "report", cmd_report, "counts, best candidates, Pareto front, failures and every evaluation")
     sp.add_argument("run_dir")
-    sp.add_argument("--top", type=int, default=10)
+    sp.add_argument("--top", type=positive_int, default=10)
 
     sp = add(benchmarks, "loop", cmd_benchmark_loop,
              "oracle-worker utilisation, scheduling overhead per round and 2-worker speedup of the Ray loop")
-    sp.add_argument("--delay", type=float, default=2.0, help="seconds each (lookup) oracle call takes")
-    sp.add_argument("--budget", type=int, default=48)
-    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--delay", type=non_negative_float, default=2.0, help="seconds each (lookup) oracle call takes")
+    sp.add_argument("--budget", type=positive_int, default=48)
+    sp.add_argument("--batch-size", type=positive_int, default=8)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Callable
 
+from agents.cli.types import non_negative_int, positive_float, positive_int
 from discovery.config import ProposerConfig
 
 PROPOSER = ProposerConfig()  # defaults shared with the campaign config
@@ -61,9 +62,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _edit_arguments(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--strength", type=float, default=PROPOSER.strength,
+    sp.add_argument("--strength", type=positive_float, default=PROPOSER.strength,
                     help="edit: fraction of the diffusion run from which bead positions are denoised (0-1]")
-    sp.add_argument("--block-strength", type=float, default=PROPOSER.block_strength,
+    sp.add_argument("--block-strength", type=positive_float, default=PROPOSER.block_strength,
                     help="edit: the same for the building blocks (0-1]")
 
 
@@ -72,16 +73,16 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp = add(train, "generator", cmd_train, "train the MOF diffusion generator (BB embeddings + CG diffusion)")
     sp.add_argument("--data", help=DATA_HELP)
     sp.add_argument("--out", default="models/generator", help="model directory")
-    sp.add_argument("--steps", type=int, default=PROPOSER.train_steps,
+    sp.add_argument("--steps", type=positive_int, default=PROPOSER.train_steps,
                     help="training steps (batches of 32 MOFs)")
-    sp.add_argument("--embedding-epochs", type=int, default=300)
-    sp.add_argument("--hidden", type=int, default=96)
-    sp.add_argument("--layers", type=int, default=3)
-    sp.add_argument("--diffusion-steps", type=int, default=100)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--embedding-epochs", type=positive_int, default=300)
+    sp.add_argument("--hidden", type=positive_int, default=96)
+    sp.add_argument("--layers", type=positive_int, default=3)
+    sp.add_argument("--diffusion-steps", type=positive_int, default=100)
+    sp.add_argument("--seed", type=non_negative_int, default=0)
 
     sp = add(sub, "generate", cmd_generate, "sample MOFs with a trained generator; CIFs and metrics into --out")
-    sp.add_argument("--n", type=int, required=True)
+    sp.add_argument("--n", type=positive_int, required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--model", default="models/generator")
     sp.add_argument("--mode", choices=["edit", "denovo"], default="edit",
@@ -91,16 +92,16 @@ def register(train, sub, benchmarks, add: Callable) -> None:
                     help="high_co2: edit the training set's top decile by CO2 K_H, or (denovo) keep the latent "
                          "the property head ranks best of --steer; none: random training MOFs / prior latents")
     _edit_arguments(sp)
-    sp.add_argument("--steer", type=int, default=4, help="denovo with high_co2: latents drawn per sample")
+    sp.add_argument("--steer", type=positive_int, default=4, help="denovo with high_co2: latents drawn per sample")
     sp.add_argument("--data", help=DATA_HELP + "; novelty is measured against it")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=non_negative_int, default=0)
 
     sp = add(benchmarks, "generator", cmd_benchmark,
              "validity, uniqueness, novelty, valid MOFs per CPU-second and the retrain lift of the generator")
     sp.add_argument("--model", default="models/generator", help="trained here first if missing")
-    sp.add_argument("--n", type=int, default=200, help="samples per measurement")
+    sp.add_argument("--n", type=positive_int, default=200, help="samples per measurement")
     _edit_arguments(sp)
-    sp.add_argument("--guidance", type=float, default=PROPOSER.guidance,
+    sp.add_argument("--guidance", type=positive_float, default=PROPOSER.guidance,
                     help="after fine-tuning: amplify what it changed in the building blocks by this factor")
     sp.add_argument("--data", help=DATA_HELP)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=non_negative_int, default=0)

@@ -10,9 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from agents.cli.oracle import (
+    DATASET_CHARGES,
+    FIXED_CYCLES,
+    TIMEOUT_HELP,
+    cmd_benchmark_oracle,
+    cmd_dataset_label,
+    cmd_dataset_trajectories,
+    cmd_evaluate,
+    oracle_arguments,
+)
+from agents.cli.types import non_negative_int, positive_float, positive_int
 from discovery.errors import DiscoveryError
-from agents.cli.oracle import (DATASET_CHARGES, FIXED_CYCLES, TIMEOUT_HELP, cmd_benchmark_oracle, cmd_dataset_label,
-                               cmd_dataset_trajectories, cmd_evaluate, oracle_arguments)
 
 
 def _print(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -190,17 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     add(bb, "show", cmd_bb_show, "show one building block").add_argument("id")
 
     topo = sub.add_parser("topology", help="RCSR nets shipped by pormake").add_subparsers(dest="sub", required=True)
-    add(topo, "list", cmd_topology_list, "list topologies").add_argument("--max-nodes", type=int, default=8)
+    add(topo, "list", cmd_topology_list, "list topologies").add_argument("--max-nodes", type=positive_int, default=8)
     add(topo, "show", cmd_topology_show, "show a topology's slots").add_argument("name")
 
     lib = sub.add_parser("library", help="derived tables of the BB/topology library").add_subparsers(dest="sub", required=True)
     add(lib, "rebuild", cmd_library_rebuild, "recompute the topology catalogue and compatibility table "
-        "(CPU-hours; resumable)").add_argument("--workers", type=int)
+        "(CPU-hours; resumable)").add_argument("--workers", type=positive_int)
 
     sp = add(sub, "assemble", cmd_assemble, "assemble a recipe TOPOLOGY+NODES+EDGES (e.g. pcu+N16+E14) into a CIF")
     sp.add_argument("recipe")
     sp.add_argument("--out", help="CIF path (default: RECIPE.cif); the JSON record goes beside it")
-    sp.add_argument("--rmsd-threshold", type=float, default=0.3)
+    sp.add_argument("--rmsd-threshold", type=positive_float, default=0.3)
 
     sp = add(sub, "check", cmd_check, "run the validity checks on CIF or JSON structures")
     sp.add_argument("structures", nargs="+")
@@ -209,37 +218,37 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(sub, "geometry", cmd_geometry, "Zeo++ pore geometry of CIF or JSON structures")
     sp.add_argument("structures", nargs="+")
     sp.add_argument("--high-accuracy", action="store_true")
-    sp.add_argument("--probe-radius", type=float, default=1.65)
+    sp.add_argument("--probe-radius", type=positive_float, default=1.65)
 
     sp = add(sub, "evaluate", cmd_evaluate, "run the physics oracle on CIF/JSON structures or dataset directories")
     sp.add_argument("structures", nargs="+")
     sp.add_argument("--properties", default="geometry,henry",
                     help="comma-separated levels: geometry,henry,flue_gas,working_capacity,diffusivity")
-    sp.add_argument("--cycles", type=int, help="fixed Monte Carlo cycles: N for --" +
+    sp.add_argument("--cycles", type=positive_int, help="fixed Monte Carlo cycles: N for --" +
                     ", --".join(c.replace("_", "-") for c in FIXED_CYCLES) + " (default: adaptive, see --target)")
-    sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
+    sp.add_argument("--timeout", type=positive_float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     sp.add_argument("--out", help="JSONL file: results saved as they finish; a rerun reuses those computed from "
                                   "the same file content, levels, settings and versions, and computes the rest")
     sp.add_argument("--retry-failed", action="store_true", help="with --out: compute failed records again")
-    sp.add_argument("--workers", type=int)
+    sp.add_argument("--workers", type=positive_int)
     oracle_arguments(sp)
 
     ds = sub.add_parser("dataset", help="design-space datasets").add_subparsers(dest="sub", required=True)
     datasets = ds
     sp = add(ds, "build", cmd_dataset_build, "sample, assemble, check and describe hypothetical MOFs (resumable)")
-    sp.add_argument("--size", type=int, required=True, help="number of recipes to attempt")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--size", type=positive_int, required=True, help="number of recipes to attempt")
+    sp.add_argument("--seed", type=non_negative_int, default=0)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--workers", type=int, help="processes (default: all cores)")
+    sp.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     add(ds, "summary", cmd_dataset_summary, "summarise a dataset directory").add_argument("dir")
     sp = add(ds, "label", cmd_dataset_label,
              "run the oracle over a dataset's structures (parallel, resumable): DIR/labels/CHARGES.jsonl")
     sp.add_argument("dir")
     sp.add_argument("--properties", default="henry", help="comma-separated oracle levels (default: henry)")
-    sp.add_argument("--limit", type=int, help="label only the first N structures (in name order)")
-    sp.add_argument("--workers", type=int)
-    sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
+    sp.add_argument("--limit", type=positive_int, help="label only the first N structures (in name order)")
+    sp.add_argument("--workers", type=positive_int)
+    sp.add_argument("--timeout", type=positive_float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     sp.add_argument("--retry-failed", action="store_true", help="compute failed labels again")
     oracle_arguments(sp, charges=DATASET_CHARGES)
 
@@ -247,32 +256,38 @@ def build_parser() -> argparse.ArgumentParser:
              "MD trajectories of CO2 in diverse MOFs of a dataset, for the transport model (resumable)")
     sp.add_argument("dir", help="a dataset directory (`discovery dataset build`)")
     sp.add_argument("--out", required=True, help="trajectories, ids.txt (the selection) and results.jsonl")
-    sp.add_argument("--n", type=int, default=60, help="MOFs to select (farthest-point over pore shape, topology)")
-    sp.add_argument("--workers", type=int)
-    sp.add_argument("--timeout", type=float, default=TIMEOUT_S, help=TIMEOUT_HELP)
+    sp.add_argument("--n", type=positive_int, default=60, help="MOFs to select (farthest-point over pore shape, topology)")
+    sp.add_argument("--workers", type=positive_int)
+    sp.add_argument("--timeout", type=positive_float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     oracle_arguments(sp, charges=DATASET_CHARGES, skip=("trajectories",))  # they go to --out; --seed also selects
 
     bench = sub.add_parser("benchmark", help="benchmarks printing JSON").add_subparsers(dest="sub", required=True)
     sp = add(bench, "dataset", cmd_benchmark_dataset, "build a design space and report throughput and validity")
-    sp.add_argument("--size", type=int, default=40)
-    sp.add_argument("--seed", type=int, default=1)
-    sp.add_argument("--workers", type=int)
+    sp.add_argument("--size", type=positive_int, default=40)
+    sp.add_argument("--seed", type=non_negative_int, default=1)
+    sp.add_argument("--workers", type=positive_int)
     sp.add_argument("--out", help="keep the dataset here (default: a temporary directory)")
     sp = add(bench, "oracle", cmd_benchmark_oracle,
              "the oracle against published reference values (K_H, CO2 uptakes, MD diffusivity) and its cost")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
-    sp.add_argument("--workers", type=int, help="cores to scale throughput to (default: all)")
+    sp.add_argument("--workers", type=positive_int, help="cores to scale throughput to (default: all)")
     sp.add_argument("--no-md", action="store_true", help="skip the transport (MD) part (about 10 CPU-minutes)")
     sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
 
-    from agents.cli.surrogates import register  # train, predict, dataset export, benchmark surrogate/acquisition
+    from agents.cli.surrogates import (
+        register,  # train, predict, dataset export, benchmark surrogate/acquisition
+    )
 
     train = register(sub, datasets, bench, add)
-    from agents.cli.generator import register as register_generator  # train generator, generate, benchmark generator
+    from agents.cli.generator import (
+        register as register_generator,  # train generator, generate, benchmark generator
+    )
 
     register_generator(train, sub, bench, add)
-    from agents.cli.campaign import register as register_campaigns  # run, resume, report, benchmark loop (Ray on use)
+    from agents.cli.campaign import (
+        register as register_campaigns,  # run, resume, report, benchmark loop (Ray on use)
+    )
 
     register_campaigns(sub, bench, add)
     return p

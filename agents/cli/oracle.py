@@ -41,6 +41,9 @@ def oracle_arguments(sp: argparse.ArgumentParser, charges: tuple[str, ...] = (),
         default = f"{text} (default: {'none' if f.default is None else f.default})"
         if hints[f.name] is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=default)
+        elif f.metadata.get("many"):  # a list: the flag, once per item (--skip-check overlap --skip-check formula)
+            group.add_argument(flag.rstrip("s"), dest=f.name, action="append", choices=f.metadata["choices"],
+                               default=[], help=text)
         elif f.name == "charges" and charges:
             group.add_argument(flag, choices=charges, required=True, help=f"{text} (required here)")
         else:
@@ -69,6 +72,7 @@ def oracle_settings(args: argparse.Namespace, **changes: Any):
     from discovery.oracle.settings import OracleSettings
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(OracleSettings) if hasattr(args, f.name)}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return OracleSettings(**{**given, **changes})
 
 

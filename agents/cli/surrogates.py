@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from agents.cli.types import non_negative_int, positive_int
 from discovery.errors import DiscoveryError
 from discovery.targets import KH_CO2
 
@@ -95,7 +96,7 @@ def register(sub, datasets, benchmarks, add: Callable):
     sp.add_argument("--config", help="YAML with EnsembleConfig fields (members, epochs, net: {...}, ...)")
     sp.add_argument("--members", type=int)
     sp.add_argument("--epochs", type=int)
-    sp.add_argument("--seed", type=int)
+    sp.add_argument("--seed", type=non_negative_int)
 
     sp = add(sub, "predict", cmd_predict, "score structures (JSON records with a CG view) with a saved surrogate")
     sp.add_argument("structures", nargs="+")
@@ -116,7 +117,7 @@ def register(sub, datasets, benchmarks, add: Callable):
     sp.add_argument("--config", help="YAML with EnsembleConfig fields")
     sp.add_argument("--members", type=int)
     sp.add_argument("--epochs", type=int)
-    sp.add_argument("--seed", type=int)
+    sp.add_argument("--seed", type=non_negative_int)
     sp = add(benchmarks, "acquisition", cmd_benchmark_acquisition,
              "BoTorch vs greedy vs random campaigns on the labelled pool (lookup oracle)")
     sp.add_argument("--data", help=data_help)
@@ -124,7 +125,7 @@ def register(sub, datasets, benchmarks, add: Callable):
     sp.add_argument("--q", type=int, default=20, help="MOFs picked per round")
     sp.add_argument("--n-init", type=int, default=10, help="random MOFs before the first model")
     sp.add_argument("--plot", default="discovery_curve.png", help="where the discovery-curve PNG goes")
-    sp.add_argument("--workers", type=int, help="campaigns run in parallel (default: all cores)")
+    sp.add_argument("--workers", type=positive_int, help="campaigns run in parallel (default: all cores)")
     sp.add_argument("--surrogate", choices=["ensemble", "gp"], default="ensemble")
 
     from agents.cli.transport import (

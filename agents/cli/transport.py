@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Callable
 
+from agents.cli.types import non_negative_int
 from discovery.errors import DiscoveryError
 
 DATA_HELP = ("folder of MD trajectories and the oracle's results.jsonl (`discovery dataset trajectories`); repeat "
@@ -44,7 +45,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from discovery.structures.mof import load_structure
-
     from surrogates.transport.dynamics import load_model
     from surrogates.transport.predict import predict_transport
 
@@ -92,7 +92,7 @@ def _training_options(sp: argparse.ArgumentParser) -> None:
                     help="MD frames (0.1 ps) per long step (default %(default)s: 5 ps, 1,250 MD steps)")
     sp.add_argument("--epochs", type=int, default=15)
     sp.add_argument("--every", type=int, default=20, help="MD frames between training frames (2 ps)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=non_negative_int, default=0)
 
 
 def register(train, sub, benchmarks, add: Callable) -> None:
@@ -108,7 +108,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--model", default=MODEL, help="written by `discovery train transport`")
     sp.add_argument("--ps", type=float, default=2000.0, help="simulated time, ps (the MD oracle runs 2,000)")
     sp.add_argument("--guests", type=int, default=10, help="CO2 molecules in the box (the MD oracle's 10)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=non_negative_int, default=0)
 
     sp = add(benchmarks, "transport", cmd_benchmark,
              "the CG dynamics model against MD on held-out MOFs: speedup, log10 D error, stable rollouts")

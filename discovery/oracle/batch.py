@@ -97,9 +97,9 @@ def _evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: load one structure file and evaluate it (errors become failure records)."""
     from discovery.structures.mof import load_structure
 
+    settings = OracleSettings(**{**task["settings"], "skip_checks": tuple(task["settings"]["skip_checks"])})
     try:
-        mof = load_structure(task["path"])
+        mof = load_structure(task["path"], skip=settings.skip_checks)
     except DiscoveryError as exc:
         return {"structure": task["path"], "failures": {"read": {"reason": type(exc).__name__, "message": str(exc)}}}
-    settings = OracleSettings(**task["settings"])
     return {"file": task["path"], **Oracle(settings).evaluate(mof, tuple(task["properties"])).to_dict()}

@@ -75,6 +75,7 @@ class OracleResult:
     cpu_s: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    skipped_checks: dict[str, str] = field(default_factory=dict)  # check passed over on request -> its finding
 
     @property
     def ok(self) -> bool:
@@ -83,7 +84,8 @@ class OracleResult:
     def to_dict(self) -> dict[str, Any]:
         """One flat record: each level's results under its own name (``henry``, ``flue_gas``, ...)."""
         return {"structure": self.structure, **self.properties, "failures": self.failures, "cpu_s": self.cpu_s,
-                "settings": self.settings, "versions": self.versions}
+                "settings": self.settings, "versions": self.versions,
+                **({"skipped_checks": self.skipped_checks} if self.skipped_checks else {})}
 
 
 class Oracle:
@@ -94,6 +96,7 @@ class Oracle:
         # the latest charges and box, each keyed on the structure's content and the settings it depends on:
         # the levels of one structure share them, and another structure (or this one edited) never gets them
         self._cache: dict[str, tuple[tuple, Any]] = {}
+        self._skipped: dict[str, str] = {}  # the current evaluation's skipped checks and what they found
 
     def evaluate(self, mof: MOF, properties: tuple[str, ...] = ("geometry", "henry")) -> OracleResult:
         unknown = [p for p in properties if p not in LEVELS]
@@ -102,6 +105,8 @@ class Oracle:
         result = OracleResult(structure=mof.id, settings={**asdict(self.settings), "protocol": protocol()},
                               versions=versions())
         self._cache.clear()  # each evaluation makes (and pays for) its charges and box, once
+        result.skipped_checks.update(mof.provenance.get("skipped_checks", {}))
+        self._skipped = result.skipped_checks  # the box records what a skipped check found
         for level in sorted(properties, key=LEVELS.index):
             t0 = cpu_seconds()
             try:
@@ -132,7 +137,8 @@ class Oracle:
             from discovery.oracle.geometry.pockets import inaccessible_pockets
 
             pockets = inaccessible_pockets(mof.structure, name=mof.id)
-        return simulation_box(mof, self.charges(mof), pockets=pockets)
+        return simulation_box(mof, self.charges(mof), pockets=pockets, skip=self.settings.skip_checks,
+                              findings=self._skipped)
 
     @staticmethod
     def _content(mof: MOF) -> tuple:

@@ -43,6 +43,9 @@ class SimulationSettings:
     md_guests: int = bounded(10, 1, help="CO2 molecules in the MD box (diffusivity)")
     md_production_ps: float = bounded(2000.0, 1.0, help="MD production time, ps (diffusivity)")
     trajectories: str | None = setting(None, help="folder where MD trajectories are kept (npz, docs/trajectories.md)")
+    skip_checks: tuple[str, ...] = choice("formula", "overlap", default=(), many=True,
+                                          help="structure checks passed over on request (their findings are "
+                                               "recorded in the result's skipped_checks)")
     temperature: float = bounded(298.0, 1.0, help="K, of the henry and diffusivity levels (flue gas: 298 K, "
                                                   "desorption: 363 K)")
 

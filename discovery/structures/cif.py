@@ -12,16 +12,20 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
+from discovery.structures.cif_checks import check_block, check_formula
 from discovery.structures.elements import check_elements
 from discovery.errors import StructureReadError
 
 CHARGE_KEY = "_atom_site_charge"
 
 
-def read_cif(source: str | Path, *, text: str | None = None) -> tuple[Structure, np.ndarray | None, str]:
+def read_cif(source: str | Path, *, text: str | None = None, skip: tuple[str, ...] = (),
+             findings: dict[str, str] | None = None) -> tuple[Structure, np.ndarray | None, str]:
     """Parse a CIF file (or ``text``) into (structure, charges or None, data-block name).
 
-    Raises StructureReadError naming the file and the problem for anything unreadable.
+    Raises StructureReadError naming the file and the problem for anything unreadable or inconsistent (the
+    checks of ``cif_checks``). A check named in ``skip`` (only ``formula``) is passed over on request; what
+    it found goes into ``findings``.
     """
     from pymatgen.io.cif import CifFile, CifParser
 
@@ -38,6 +42,7 @@ def read_cif(source: str | Path, *, text: str | None = None) -> tuple[Structure,
     labels = block.data.get("_atom_site_label") or block.data.get("_atom_site_type_symbol")
     if not labels:
         raise StructureReadError(f"{name}: the CIF has no atom sites")
+    check_block(block, labels, name)
     charges = _charges_by_label(block, labels, name)
     block.data["_atom_site_label"] = [f"a{i}" for i in range(len(labels))]
     _ensure_type_symbols(block, labels, name)
@@ -54,6 +59,11 @@ def read_cif(source: str | Path, *, text: str | None = None) -> tuple[Structure,
     if charges is not None:
         charges = np.array([charges[int(lab[1:])] for lab in labels])
     structure.relabel_sites()
+    formula = check_formula(block, structure, name)
+    if formula and "formula" not in skip:
+        raise StructureReadError(f"{formula} (`--skip-check formula` reads it anyway)")
+    if formula and findings is not None:
+        findings["formula"] = formula
     return structure, charges, block.header
 
 
@@ -94,6 +104,8 @@ def write_cif(structure: Structure, path: str | Path | None = None, *, charges: 
         *(f"_cell_length_{k}   {v:.6f}" for k, v in zip("abc", lat.abc)),
         *(f"_cell_angle_{k}   {v:.6f}" for k, v in zip(("alpha", "beta", "gamma"), lat.angles)),
         f"_cell_volume   {lat.volume:.4f}",
+        # the whole cell's formula: a reader can tell when the atom loop was cut short (cif_checks)
+        f"_chemical_formula_sum   '{structure.composition.formula}'",
         "loop_", " _symmetry_equiv_pos_as_xyz", "  'x, y, z'",
         "loop_", " _atom_site_label", " _atom_site_type_symbol",
         " _atom_site_fract_x", " _atom_site_fract_y", " _atom_site_fract_z",

@@ -35,8 +35,15 @@ def covalent_radius(symbol: str) -> float:
     return float(covalent_radii[number])
 
 
+MAX_Z = 96  # beyond curium: no measured covalent radius (ASE's table holds a placeholder), none in a MOF
+
+
 def check_elements(symbols: list[str] | tuple[str, ...], where: str = "structure") -> None:
-    """Raise StructureReadError naming the first symbol that is not an element."""
+    """Raise StructureReadError naming the first symbol that is not an element this project can handle."""
     for symbol in sorted(set(symbols)):
-        if atomic_numbers.get(symbol, 0) == 0:
+        number = atomic_numbers.get(symbol, 0)
+        if number == 0:
             raise StructureReadError(f"{where}: unknown element {symbol!r}")
+        if number > MAX_Z:
+            raise StructureReadError(f"{where}: element {symbol} (Z {number}) is not supported: no covalent radius, "
+                                     f"force-field or pore-geometry data beyond Z {MAX_Z}")

@@ -125,10 +125,14 @@ class MOF:
         return write_cif(self.structure, path, charges=self.charges, name=self.id)
 
     @classmethod
-    def from_cif(cls, path: str | Path, id: str | None = None) -> "MOF":
-        structure, charges, _ = read_cif(path)
+    def from_cif(cls, path: str | Path, id: str | None = None, skip: tuple[str, ...] = ()) -> "MOF":
+        """``skip``: CIF checks passed over on request (``formula``); their findings go to
+        ``provenance["skipped_checks"]``."""
+        findings: dict[str, str] = {}
+        structure, charges, _ = read_cif(path, skip=skip, findings=findings)
         mof_id = id or Path(path).stem
-        return cls(id=mof_id, structure=structure, charges=charges, provenance={"source": Path(path).name})
+        provenance = {"source": Path(path).name, **({"skipped_checks": findings} if findings else {})}
+        return cls(id=mof_id, structure=structure, charges=charges, provenance=provenance)
 
     def to_dict(self) -> dict[str, Any]:
         s = self.structure
@@ -173,13 +177,13 @@ class MOF:
             raise StructureReadError(f"{path_or_text}: not JSON ({exc})") from None
 
 
-def load_structure(path: str | Path) -> MOF:
-    """A MOF from a ``.cif`` or a record ``.json`` file."""
+def load_structure(path: str | Path, skip: tuple[str, ...] = ()) -> MOF:
+    """A MOF from a ``.cif`` or a record ``.json`` file (``skip``: as for ``MOF.from_cif``)."""
     p = Path(path)
     if p.suffix.lower() == ".json":
         return MOF.from_json(p)
     if p.suffix.lower() == ".cif":
-        return MOF.from_cif(p)
+        return MOF.from_cif(p, skip=skip)
     raise StructureReadError(f"{p}: expected a .cif or .json file")
 
 

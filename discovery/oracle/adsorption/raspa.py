@@ -120,7 +120,8 @@ def framework_charges(mof: MOF, charges: Charges) -> np.ndarray:
 
 
 def simulation_box(mof: MOF, charges: Charges | np.ndarray, cutoff: float = CUTOFF_A,
-                   pockets: Sequence = ()) -> Box:
+                   pockets: Sequence = (), skip: tuple[str, ...] = (),
+                   findings: dict[str, str] | None = None) -> Box:
     """The smallest valid supercell of ``mof`` with its charges (and blocked pockets, if given).
 
     ``pockets`` are ``discovery.oracle.geometry.pockets.Pocket``s (``inaccessible_pockets``) or (fractional centre in the
@@ -131,19 +132,27 @@ def simulation_box(mof: MOF, charges: Charges | np.ndarray, cutoff: float = CUTO
         q = framework_charges(mof, charges)
     else:
         q = neutral_charges(mof, charges, error=OracleError).charges
-    _check_atoms(mof)
+    _check_atoms(mof, skip, findings)
     return build_box(mof, q, cutoff, pockets)
 
 
-def _check_atoms(mof: MOF) -> None:
-    """OracleError for a degenerate cell or overlapping atoms: RASPA would simulate them without a word."""
+def _check_atoms(mof: MOF, skip: tuple[str, ...] = (), findings: dict[str, str] | None = None) -> None:
+    """OracleError for a degenerate cell or overlapping atoms: RASPA would simulate them without a word.
+    ``skip`` ("overlap"): simulate a structure with overlapping atoms anyway, on request (a curated database's
+    CIF as published); the finding goes to ``findings``."""
     from discovery.structures.bonds import bond_graph
     from discovery.structures.validity import check_cell, check_overlap
 
     cell = check_cell(mof.structure)
-    found = cell if not cell.passed else check_overlap(mof.structure, bond_graph(mof.structure))
-    if not found.passed:
-        raise OracleError(f"{mof.id}: {found.name}: {found.message}")
+    if not cell.passed:
+        raise OracleError(f"{mof.id}: {cell.name}: {cell.message}")
+    found = check_overlap(mof.structure, bond_graph(mof.structure))
+    if found.passed:
+        return
+    if "overlap" not in skip:
+        raise OracleError(f"{mof.id}: {found.name}: {found.message} (`--skip-check overlap` simulates it anyway)")
+    if findings is not None:
+        findings["overlap"] = found.message
 
 
 def adaptive_henry(mof: MOF, guest: Guest = CO2, *, charges: Charges = "cif", target: float = 0.05,

@@ -12,6 +12,7 @@ Conventions, recorded in every result's settings:
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -21,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from discovery.structures.cif import write_cif
 from discovery.errors import GeometryError
+from discovery.structures.cif import write_cif
 
 CO2_PROBE_RADIUS = 1.65
 JITTER_A = 1e-3
@@ -35,6 +36,12 @@ class GeometrySettings:
     vol_samples: int = 20000  # Monte Carlo samples per cell for volumes
     high_accuracy: bool = False
     timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("probe_radius", "sa_samples", "vol_samples", "timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise GeometryError(f"geometry setting {name} must be a positive number, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,28 @@
+"""Argument types that refuse what no command can use (a negative radius, NaN, zero cycles) with a one-line
+error naming the flag, instead of passing it on to fail deep inside an engine or, worse, to succeed."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+
+def _number(kind: type, low: float, strict: bool, what: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_float = _number(float, 0.0, True, "a positive number")
+non_negative_float = _number(float, 0.0, False, "a number >= 0")
+positive_int = _number(int, 0, True, "a whole number >= 1")
+non_negative_int = _number(int, 0, False, "a whole number >= 0")
