@@ -130,3 +130,38 @@ def _with_fn(parser, fn):
 
     parser.parse_args = parse_args
     return parser
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["geometry", "x.cif", "--probe-radius", "-1"], "--probe-radius"),
+    (["geometry", "x.cif", "--probe-radius", "nan"], "--probe-radius"),
+    (["evaluate", "x.cif", "--cycles", "0"], "--cycles"),
+    (["evaluate", "x.cif", "--cycles", "-5"], "--cycles"),
+    (["assemble", "pcu+N16+E14", "--rmsd-threshold", "nan"], "--rmsd-threshold"),
+])
+def test_numbers_no_command_can_use_are_refused(args, flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {flag}:" in err and "Traceback" not in err
+
+
+def test_bad_recipes_models_and_logs_are_one_line_errors(tmp_path, capsys):
+    import json
+
+    assert main(["assemble", "pcu+N16+-", "--out", str(tmp_path / "x.cif")]) == 2
+    assert "pcu+N16+-" in capsys.readouterr().err
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.json").write_text("{}")
+    assert main(["generate", "--n", "1", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "g")]) == 2
+    assert "incomplete or damaged generator model" in capsys.readouterr().err
+    from discovery.campaign.state import CampaignState
+    from discovery.config import load_config
+
+    config = load_config({"proposer": {"kind": "table"}, "oracle": {"kind": "lookup"}})
+    CampaignState.create(tmp_path / "run", config).close()
+    with open(tmp_path / "run" / "events.jsonl", "a") as fh:
+        fh.write(json.dumps({"type": "result", "status": "ok"}) + "\n")  # no id
+    assert main(["report", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "event 1 (result) is malformed" in err

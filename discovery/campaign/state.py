@@ -83,8 +83,14 @@ class CampaignState:
             if cut:
                 log.warning("%s: cut a partial last line (%d bytes) left by an interrupted write; its action is "
                             "redone", run_dir / EVENTS, cut)
-        for event in read_events(run_dir / EVENTS):
-            state._apply(event)
+        for n, event in enumerate(read_events(run_dir / EVENTS), start=1):
+            try:
+                state._apply(event)
+            except (KeyError, TypeError, AttributeError) as exc:
+                state.close()
+                kind = event.get("type") if isinstance(event, dict) else repr(event)
+                raise DiscoveryError(f"{run_dir / EVENTS}: event {n} ({kind}) is malformed: missing or wrong "
+                                     f"{exc}") from exc
         if writable:
             state._log = open_for_append(run_dir / EVENTS)
         return state

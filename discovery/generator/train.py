@@ -142,8 +142,12 @@ def load_model(path: str | Path) -> tuple[CGDiffusion, dict[str, Any]]:
     path = Path(path)
     if not (path / "model.json").exists():
         raise DiscoveryError(f"{path} holds no generator model (model.json missing): run `discovery train generator`")
-    info = json.loads((path / "model.json").read_text())
-    model = CGDiffusion(ModelSettings(**info["settings"]), Normaliser(**info["normaliser"]))
-    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    try:
+        info = json.loads((path / "model.json").read_text())
+        model = CGDiffusion(ModelSettings(**info["settings"]), Normaliser(**info["normaliser"]))
+        model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+        raise DiscoveryError(f"{path}: an incomplete or damaged generator model ({type(exc).__name__}: {exc}); "
+                             "train it again with `discovery train generator`") from exc
     model.eval()
     return model, info["meta"]

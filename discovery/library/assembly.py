@@ -132,7 +132,11 @@ class Assembler:
                 framework = pormake().Builder().build_by_type(topo, node_bbs, edge_bbs)
         except Exception as exc:  # pormake raises bare Exceptions and numerical errors
             raise AssemblyError(f"{recipe}: pormake failed: {exc}") from exc
-        return self._to_mof(recipe, framework, compat)
+        try:
+            return self._to_mof(recipe, framework, compat)
+        except (IndexError, ValueError, KeyError) as exc:  # a framework pormake built but left inconsistent
+            raise AssemblyError(f"{recipe}: pormake built a framework that cannot be read back "
+                                f"({type(exc).__name__}: {exc}); direct bonds ('-') work on some nets only") from exc
 
     def _to_mof(self, recipe: Recipe, framework, compat: Compatibility) -> MOF:
         lattice = np.array(framework.atoms.cell[:], dtype=float)
