@@ -110,7 +110,7 @@ class TrackingConfig:
 @dataclass(frozen=True)
 class CampaignConfig:
     name: str = "campaign"  # the run directory is runs/NAME-TIME: letters, digits, '.', '_', '-' only
-    seed: int = 0
+    seed: int = bounded(0, 0)
     budget: int = bounded(64, 1)  # oracle evaluations in all
     batch_size: int = bounded(8, 1)  # q: candidates selected at a time
     top_fraction: float = bounded(0.01, 0.0, 1.0)  # "top-k found" counts against the table's top fraction
