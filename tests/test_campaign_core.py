@@ -85,6 +85,8 @@ def test_same_selections_in_process_and_on_ray(ray_session, tmp_path):
 class RecordingTestGenerator(Generator):
     """Test double: rows of the pool table; remembers what ``update`` was told."""
 
+    learns = True
+
     def __init__(self, rows):
         from discovery.campaign.generators import TableGenerator
 

@@ -110,14 +110,15 @@ class Generator(ABC):
     surrogate reads), ``descriptors`` and optionally ``mof_json`` (the structure the oracle simulates)."""
 
     name = "generator"
+    learns = False  # True when ``update`` learns from results (the campaign skips the call otherwise)
 
     @abstractmethod
     def propose(self, n: int, context: ProposalContext) -> list[dict[str, Any]]:
         """Up to ``n`` new candidate records, none with an id in ``context.exclude``."""
 
     def update(self, results: Sequence[Feedback]) -> dict[str, Any] | None:
-        """Learn from the validated results so far (all of them, each call); returns what was done or None.
-        The default learns nothing."""
+        """Learn from the validated results so far (all of them, each call; set ``learns``); returns what was
+        done or None. The default learns nothing."""
         return None
 
 

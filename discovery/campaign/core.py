@@ -51,13 +51,14 @@ class Campaign:
         self.executor = executor or InProcessExecutor()
         self.unscorable: dict[str, str] = {}
         self.exhausted = False
-        self._threshold: Any = None
-        self._threshold_known = False
         self._finished = True  # nothing new to report yet
         try:
             self.parts = Parts.from_config(self.config, state.run_dir, generator, surrogate, oracle)
             self.executor.start(self)
             self.targets: tuple[str, ...] = tuple(self.executor.resolve(Call("surrogate", "targets")))
+            self.generator_learns = bool(self.executor.resolve(Call("generator", "learns")))
+            # read now, before any worker waits: a labelled table takes a second to read
+            self.threshold = top_threshold(self.config, self.targets)
             drive(self.restore(), self.executor)
         except BaseException:
             self.executor.close()
@@ -218,9 +219,10 @@ class Campaign:
         ranked = self.ranked(basis)
         context = ProposalContext(round=r, seed=self.config.seed, exclude=frozenset(st.candidates),
                                   parents=tuple(ranked[: self.config.proposer.parents]))
-        info = yield Call("generator", "update", self.feedback(basis))
-        if info:
-            st.record({"type": "generator", "round": r, **info})
+        if self.generator_learns:  # one call less per round for a generator that learns nothing
+            info = yield Call("generator", "update", self.feedback(basis))
+            if info:
+                st.record({"type": "generator", "round": r, **info})
         records = yield Call("generator", "propose", self.config.proposer.candidates_per_round, context)
         structures = {}
         for rec in records:
@@ -311,9 +313,7 @@ class Campaign:
                 self._round_done(r)
 
     def _round_done(self, r: int) -> None:
-        if not self._threshold_known:
-            self._threshold, self._threshold_known = top_threshold(self.config, self.targets), True
-        metrics = reports.round_metrics(self.state, r, self._threshold, self.executor.workers or None)
+        metrics = reports.round_metrics(self.state, r, self.threshold, self.executor.workers or None)
         self.state.record({"type": "round_metrics", **metrics})
         self._notify("round", r, metrics)
 

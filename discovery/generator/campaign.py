@@ -43,6 +43,7 @@ class CampaignGenerator(Generator):
     prepares the samples."""
 
     name = "diffusion"
+    learns = True
 
     def __init__(self, config: ProposerConfig, run_dir: str | Path | None, seed: int = 0) -> None:
         from discovery.generator.pipeline import load_generator
