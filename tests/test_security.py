@@ -31,9 +31,12 @@ def test_an_unauthenticated_client_is_refused_by_a_running_campaign(ray_session,
     try:
         campaign.ask(8)  # the campaign's actors are up and working
         address = ray_session.get_runtime_context().gcs_address
-        refused = _client(address, RAY_AUTH_MODE="disabled")
-        assert refused.returncode != 0 and "joined" not in refused.stdout
-        assert "token" in refused.stderr.lower()  # refused for want of a token, not for another reason
+        home = tmp_path / "home"  # a client with no token anywhere (no variable, nothing at ~/.ray)
+        home.mkdir()
+        for refused in (_client(address, HOME=str(home)),
+                        _client(address, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64, HOME=str(home))):
+            assert refused.returncode != 0 and "joined" not in refused.stdout
+            assert "token" in refused.stderr.lower()  # refused for want of the token, not for another reason
         joined = _client(address, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=os.environ["RAY_AUTH_TOKEN_PATH"])
         assert joined.returncode == 0 and "joined" in joined.stdout, joined.stderr[-2000:]
     finally:
@@ -43,7 +46,7 @@ def test_an_unauthenticated_client_is_refused_by_a_running_campaign(ray_session,
 def test_turning_authentication_off_is_refused(monkeypatch):
     from agents.runtime import require_token_auth
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_AUTH_MODE", "off")  # anything but "token"
     with pytest.raises(DiscoveryError, match="token authentication only"):
         require_token_auth()
 

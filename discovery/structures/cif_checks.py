@@ -51,22 +51,21 @@ def _value(block: Any, key: str, name: str) -> float:
     text = block.data.get(key)
     if text is None:
         raise StructureReadError(f"{name}: no {key}")
-    try:
-        value = number(text)
-    except ValueError:
-        raise StructureReadError(f"{name}: {key} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise StructureReadError(f"{name}: {key} is {value}, not a finite number")
-    return value
+    return _finite(text, f"{name}: {key}")
 
 
 def _coordinate(text: Any, label: str, name: str) -> float:
+    return _finite(text, f"{name}: atom {label}: coordinate")
+
+
+def _finite(text: Any, where: str) -> float:
+    """A CIF number that is finite, else StructureReadError saying ``where`` and what was found."""
     try:
         value = number(text)
     except ValueError:
-        raise StructureReadError(f"{name}: atom {label}: coordinate {text!r} is not a number") from None
+        raise StructureReadError(f"{where} {text!r} is not a number") from None
     if not math.isfinite(value):
-        raise StructureReadError(f"{name}: atom {label}: coordinate {value} is not a finite number")
+        raise StructureReadError(f"{where} {value} is not a finite number")
     return value
 
 
