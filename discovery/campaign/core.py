@@ -57,7 +57,7 @@ class Campaign:
             self.executor.start(self)
             self.targets: tuple[str, ...] = tuple(self.executor.resolve(Call("surrogate", "targets")))
             self.generator_learns = bool(self.executor.resolve(Call("generator", "learns")))
-            # read now, before any worker waits: a labelled table takes a second to read
+            # read now, before any worker waits (the pool table takes ~0.2 s to read)
             self.threshold = top_threshold(self.config, self.targets)
             drive(self.restore(), self.executor)
         except BaseException:
