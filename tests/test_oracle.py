@@ -27,6 +27,8 @@ def test_henry_level_without_charges(irmof1):
     assert 5.0 < henry["co2"]["qst_kj_mol"] < 40.0  # physisorption of CO2 in a Zn carboxylate
     assert record["settings"]["protocol"]["cutoff_A"] == 12.8 and record["settings"]["charges"] == "none"
     assert record["versions"]["raspalib"] == "3.1.0"
+    assert henry["co2"]["target"] == henry["n2"]["target"] == 0.05  # each K_H says whether it met its target
+    assert record["converged"] is (henry["co2"]["converged"] and henry["n2"]["converged"])
 
 
 def test_flue_gas_and_working_capacity(irmof1):
@@ -37,6 +39,44 @@ def test_flue_gas_and_working_capacity(irmof1):
     assert flue["mole_fractions"] == {"CO2": 0.15, "N2": 0.85}
     assert wc["co2_mol_kg"] == pytest.approx(flue["co2_mol_kg"] - wc["desorption_co2_mol_kg"])
     assert wc["desorption_temperature_K"] == 363.0 and wc["desorption_pressure_pa"] == 1e4
+    assert flue["target"] == wc["desorption_target"] == 0.05  # each GCMC run says whether it met its target
+    assert record["converged"] is (flue["converged"] and wc["desorption_converged"])
+
+
+def test_unconverged_interval_reaches_the_campaign_record(irmof1):
+    """A K_H the cycle cap left above its target is flagged in the oracle record, and the flag survives into
+    the campaign's result event (``Campaign.record_result``)."""
+    from types import SimpleNamespace
+
+    from discovery.campaign.contracts import Candidate
+    from discovery.campaign.core import Campaign
+    from discovery.campaign.oracles import SimulationOracle
+    from discovery.config import OracleConfig
+
+    config = OracleConfig(properties=("henry",), charges="none", target=0.001, first_cycles=10, max_cycles=10,
+                          qst_cycles=0)
+    outcome = SimulationOracle(config).evaluate(Candidate("irmof1", irmof1.to_json()))
+    co2 = outcome.record["henry"]["co2"]
+    assert outcome.status == "ok" and not co2["converged"] and co2["ci95"] / co2["kh_mol_kg_pa"] > 0.001
+    assert outcome.record["converged"] is False and "henry.co2" in outcome.record["unconverged"]
+    events: list = []
+    stub = SimpleNamespace(state=SimpleNamespace(record=events.append, rounds={}), _finished=True)
+    Campaign.record_result(stub, "irmof1", outcome)
+    assert events[0]["oracle"]["converged"] is False and events[0]["oracle"]["henry"]["co2"]["converged"] is False
+
+
+def test_evaluate_line_flags_an_interval_above_its_target():
+    from agents.cli.oracle import _evaluate_line
+
+    henry = {"co2": {"kh_mol_kg_pa": 1e-4, "ci95": 1.55e-5, "cycles": 5000, "converged": False, "target": 0.05},
+             "n2": {"kh_mol_kg_pa": 1e-6, "ci95": 2e-8, "cycles": 500, "converged": True, "target": 0.05}}
+    line = _evaluate_line({"structure": "znmof74", "henry": henry, "converged": False})
+    assert "mol/kg/Pa (not converged: 15.5 % > 5 %)," in line and line.count("not converged") == 1
+    old = {"structure": "old", "henry": {g: {k: v for k, v in e.items() if k not in ("converged", "target")}
+                                         for g, e in henry.items()}}
+    assert "not converged" not in _evaluate_line(old)  # a record saved before the flag, without settings: unknown
+    old["settings"] = {"target": 0.05}  # with them (a reused --out result): judged by its interval
+    assert "(not converged: 15.5 % > 5 %)" in _evaluate_line(old) and "K_H(N2) 1.000e-06;" in _evaluate_line(old)
 
 
 def test_unknown_level_is_named(irmof1):

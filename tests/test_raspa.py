@@ -107,9 +107,85 @@ def test_adaptive_cycles_stop_at_the_cap(irmof1):
     from discovery.oracle.adsorption.raspa import adaptive_henry
 
     r = adaptive_henry(irmof1, charges="none", target=1e-6, first_cycles=20, max_cycles=50, seed=2)
-    assert r.cycles == 50  # an unreachable target runs to the cap and says so
+    assert r.cycles == 50 and r.runs == 2  # an unreachable target runs to the cap and says so
+    assert not r.converged and r.target == 1e-6 and r.kh_ci95 / r.kh > 1e-6
     loose = adaptive_henry(irmof1, charges="none", target=10.0, first_cycles=20, max_cycles=50, seed=2)
-    assert loose.cycles == 20  # a met target stops after the first run
+    assert loose.cycles == 20 and loose.runs == 1 and loose.converged  # a met target stops after the first run
+    assert loose.kh == widom_henry(irmof1, charges="none", cycles=20, seed=2).kh  # one run: its own value
+
+
+def _slow_interval_fake(calls: list, width_at_100: float = 0.5):
+    """A fake ``widom_henry``: K_H 1e-5 whose relative half-width falls as cycles^-1/4, slower than the
+    1/sqrt(cycles) the follow-up runs are sized by (as when a first run missed rare strong insertions)."""
+    from discovery.oracle.adsorption.raspa import HenryResult
+
+    def fake_widom_henry(mof, guest, *, cycles, seed, **_):
+        calls.append((cycles, seed))
+        kh, relative_ci = 1e-5, width_at_100 * (100 / cycles) ** 0.25
+        return HenryResult(structure=mof.id, guest=guest.name, kh=kh, kh_ci95=kh * relative_ci, rosenbluth_weight=1.0,
+                           temperature=298.0, charges="none", cycles=cycles, seed=seed, box_copies=1, cpu_s=0.01,
+                           settings={})
+    return fake_widom_henry
+
+
+def _pooled_relative(calls: list, width_at_100: float = 0.5) -> float:
+    n = sum(c for c, _ in calls)
+    return float(np.sqrt(sum((c * width_at_100 * (100 / c) ** 0.25) ** 2 for c, _ in calls))) / n
+
+
+@pytest.mark.parametrize("cap, converged", [(20_000, False), (1_000_000, True)])
+def test_adaptive_henry_runs_until_the_target_or_the_cap(irmof1, monkeypatch, cap, converged):
+    """The first run (50 % at 100 cycles) sizes a follow-up of 2,650 cycles after which the pooled interval is
+    21 %, not 10 %: the runs go on, pooled after each, until the target is met or the cap stops them, and the
+    result says which."""
+    from discovery.oracle.adsorption import raspa
+
+    calls: list = []
+    monkeypatch.setattr(raspa, "widom_henry", _slow_interval_fake(calls))
+    r = raspa.adaptive_henry(irmof1, target=0.1, first_cycles=100, max_cycles=cap, seed=7, box=object())
+    assert len(calls) > 2 and r.runs == len(calls) and calls[1][0] == 2_650  # more than one follow-up
+    assert [s for _, s in calls] == list(range(7, 7 + len(calls))) and r.seed == 7  # independent seeds
+    assert r.cycles == sum(c for c, _ in calls) <= cap
+    assert r.kh == pytest.approx(1e-5) and r.kh_ci95 / r.kh == pytest.approx(_pooled_relative(calls))
+    assert r.converged is converged and r.target == 0.1
+    if converged:
+        assert r.kh_ci95 / r.kh <= 0.1 and r.cycles < cap
+    else:  # the interval reached, above the target, after exactly the cap
+        assert r.kh_ci95 / r.kh > 0.1 and r.cycles == cap
+
+
+def test_adaptive_uptake_runs_until_the_target_or_the_cap(irmof1, monkeypatch):
+    from discovery.oracle.adsorption import raspa
+    from discovery.oracle.adsorption.forcefield import CO2
+
+    calls: list = []
+
+    def fake_gcmc_uptake(mof, guests, fractions, *, pressure_pa, cycles, seed, **_):
+        calls.append((cycles, seed))
+        width = 0.5 * (100 / cycles) ** 0.25  # slower than 1/sqrt(cycles), as in _slow_interval_fake
+        return raspa.UptakeResult(pressure_pa=pressure_pa, temperature=298.0, mole_fractions={"CO2": 0.15, "N2": 0.85},
+                                  uptake={"CO2": 2.0, "N2": 1.0}, ci95={"CO2": 2.0 * width, "N2": 0.1}, cycles=cycles,
+                                  init_cycles=10, cpu_s=0.01)
+
+    monkeypatch.setattr(raspa, "gcmc_uptake", fake_gcmc_uptake)
+    r = raspa.adaptive_uptake(irmof1, (CO2, N2), (0.15, 0.85), pressure_pa=1e5, target=0.1, first_cycles=100,
+                              max_cycles=20_000, seed=3)
+    assert len(calls) == r.runs == 4 and r.cycles == 20_000 and [s for _, s in calls] == [3, 4, 5, 6]
+    assert not r.converged and r.target == 0.1 and r.relative_ci("CO2") == pytest.approx(_pooled_relative(calls))
+    assert r.uptake == pytest.approx({"CO2": 2.0, "N2": 1.0})  # every guest pooled, by cycles
+    assert r.ci95["N2"] == pytest.approx(0.1 * np.sqrt(sum(c * c for c, _ in calls)) / 20_000)
+
+
+def test_next_run_is_sized_by_the_rule_and_never_passes_the_cap():
+    from discovery.oracle.adsorption.adaptive import next_cycles, pool
+
+    assert next_cycles(0.05, 0.05, 500, 5000) == 0  # met
+    assert next_cycles(0.2, 0.05, 5000, 5000) == 0  # capped
+    assert next_cycles(0.1, 0.05, 500, 5000) == 1700  # 500 x 4 x 1.1 - 500
+    assert next_cycles(0.0501, 0.05, 1000, 5000) >= 100  # at least 10 % of the cycles done
+    assert next_cycles(0.5, 0.05, 500, 5000) == 4500 and next_cycles(float("inf"), 0.05, 500, 5000) == 4500
+    assert pool([(100, 2.0, 0.3)]) == (2.0, 0.3)  # one run: unchanged
+    assert pool([(100, 1.0, 0.2), (300, 2.0, 0.1)]) == pytest.approx((1.75, np.hypot(20, 30) / 400))
 
 
 def test_eqeq_charges_are_neutral_and_chemically_sensible(irmof1):

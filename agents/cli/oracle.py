@@ -106,19 +106,31 @@ def _expand(items: list[str]) -> list[str]:
 
 
 def _evaluate_line(r: dict) -> str:
+    from discovery.oracle.core import adaptive_checks
+
+    checks = adaptive_checks(r)
+
+    def note(name: str, what: str = "") -> str:  # an interval the cycle cap left above its target says so
+        c = checks.get(name)
+        if c is None or c.converged:
+            return ""
+        target = "?" if c.target is None else f"{100 * c.target:g} %"
+        return f" ({what}not converged: {100 * c.relative_ci:.1f} % > {target})"
+
     parts = [r.get("file", r.get("structure", "?")) + ":"]
     if geo := r.get("geometry"):
         parts.append(f"LCD {geo['lcd_A']:.2f} A, PLD {geo['pld_A']:.2f} A, ASA {geo['asa_m2_g']:.0f} m2/g;")
     if henry := r.get("henry"):
         co2, n2 = henry["co2"], henry["n2"]
-        parts.append(f"K_H(CO2) {co2['kh_mol_kg_pa']:.3e} +- {co2['ci95']:.1e} mol/kg/Pa, "
-                     f"K_H(N2) {n2['kh_mol_kg_pa']:.3e}" +
+        parts.append(f"K_H(CO2) {co2['kh_mol_kg_pa']:.3e} +- {co2['ci95']:.1e} mol/kg/Pa{note('henry.co2')}, "
+                     f"K_H(N2) {n2['kh_mol_kg_pa']:.3e}{note('henry.n2')}" +
                      (f", Q_st {co2['qst_kj_mol']:.1f} kJ/mol;" if "qst_kj_mol" in co2 else ";"))
     if flue := r.get("flue_gas"):
-        parts.append(f"flue gas CO2 {flue['co2_mol_kg']:.3f} N2 {flue['n2_mol_kg']:.3f} mol/kg, "
+        parts.append(f"flue gas CO2 {flue['co2_mol_kg']:.3f}{note('flue_gas')} N2 {flue['n2_mol_kg']:.3f} mol/kg, "
                      f"selectivity {flue['selectivity']:.1f};")
     if wc := r.get("working_capacity"):
-        parts.append(f"working capacity {wc['co2_mol_kg']:.3f} +- {wc['ci95']:.3f} mol/kg;")
+        parts.append(f"working capacity {wc['co2_mol_kg']:.3f} +- {wc['ci95']:.3f} mol/kg"
+                     f"{note('working_capacity.desorption', 'desorption ')};")
     if diff := r.get("diffusivity"):
         flag = "" if diff["converged"] else " (not diffusive: censored)"
         parts.append(f"D(CO2) {diff['co2_m2_s']:.2e} +- {diff['ci95']:.1e} m2/s{flag};")

@@ -8,12 +8,14 @@ Levels, cheapest first:
 - ``diffusivity``: CO2 self-diffusivity from molecular dynamics (LAMMPS).
 Every level records its CPU seconds; a level that fails is recorded with its reason and message, and the
 other levels still run. Adsorption runs block the pockets a CO2 probe cannot reach (found by Zeo++).
+Monte Carlo quantities run until their 95 % interval meets ``target`` or a cycle cap; each records whether it
+met it (``converged``) and the record's top-level ``converged`` is False when any did not (``adaptive_checks``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from typing import Any, Callable
 
@@ -24,6 +26,8 @@ from discovery.errors import DiscoveryError
 from discovery.oracle.adsorption.forcefield import CO2, N2
 from discovery.oracle.adsorption.raspa import (
     Box,
+    HenryResult,
+    UptakeResult,
     adaptive_henry,
     adaptive_uptake,
     framework_charges,
@@ -51,6 +55,51 @@ TARGETS: dict[str, Callable[[dict], float]] = {
     "log10_flue_co2": lambda r: math.log10(r["flue_gas"]["co2_mol_kg"]),
     "log10_d_co2": lambda r: math.log10(r["diffusivity"]["co2_m2_s"]),  # self-diffusivity, m^2/s (MD)
 }
+
+
+@dataclass(frozen=True)
+class AdaptiveCheck:
+    """One adaptive Monte Carlo quantity of a record: its value, 95 % half-width, the relative half-width asked
+    for and whether it was met."""
+
+    value: float
+    ci95: float
+    target: float | None
+    converged: bool
+
+    @property
+    def relative_ci(self) -> float:
+        return self.ci95 / self.value if self.value > 0 else math.inf
+
+
+# the adaptive quantities of a record: name -> (path to its entry, value key, ci95 key, prefix of its flags)
+ADAPTIVE: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "henry.co2": (("henry", "co2"), "kh_mol_kg_pa", "ci95", ""),
+    "henry.n2": (("henry", "n2"), "kh_mol_kg_pa", "ci95", ""),
+    "flue_gas": (("flue_gas",), "co2_mol_kg", "co2_ci95", ""),  # sized for the CO2 uptake
+    "working_capacity.desorption": (("working_capacity",), "desorption_co2_mol_kg", "desorption_ci95", "desorption_"),
+}
+
+
+def adaptive_checks(record: dict[str, Any]) -> dict[str, AdaptiveCheck]:
+    """The adaptive Monte Carlo quantities a record (``OracleResult.to_dict()`` or its ``properties``) holds,
+    by name (``ADAPTIVE``). A record saved before the flag existed (a reused ``--out`` result) is judged by its
+    interval against its settings' ``target``; without either it counts as converged: it cannot say."""
+    out = {}
+    settings = record.get("settings")
+    asked = settings.get("target") if isinstance(settings, dict) else None
+    for name, (path, value, ci, prefix) in ADAPTIVE.items():
+        entry: Any = record
+        for key in path:
+            entry = entry.get(key) if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or value not in entry:
+            continue
+        check = AdaptiveCheck(entry[value], entry[ci], entry.get(prefix + "target", asked), True)
+        flag = entry.get(prefix + "converged")
+        if flag is None and check.target is not None:
+            flag = check.relative_ci <= check.target
+        out[name] = replace(check, converged=True if flag is None else bool(flag))
+    return out
 
 
 def target_values(record: dict[str, Any]) -> dict[str, float]:
@@ -81,10 +130,19 @@ class OracleResult:
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def unconverged(self) -> list[str]:
+        """The adaptive Monte Carlo quantities whose interval ended above its target (``ADAPTIVE`` names)."""
+        return [name for name, c in adaptive_checks(self.properties).items() if not c.converged]
+
     def to_dict(self) -> dict[str, Any]:
-        """One flat record: each level's results under its own name (``henry``, ``flue_gas``, ...)."""
+        """One flat record: each level's results under its own name (``henry``, ``flue_gas``, ...), and
+        ``converged`` (False when any adaptive Monte Carlo interval ended above its target, named in
+        ``unconverged``; the diffusivity's own ``converged`` is another matter: whether MD became diffusive)."""
+        unconverged = self.unconverged
         return {"structure": self.structure, **self.properties, "failures": self.failures, "cpu_s": self.cpu_s,
-                "settings": self.settings, "versions": self.versions,
+                "settings": self.settings, "versions": self.versions, "converged": not unconverged,
+                **({"unconverged": unconverged} if unconverged else {}),
                 **({"skipped_checks": self.skipped_checks} if self.skipped_checks else {})}
 
 
@@ -159,7 +217,7 @@ class Oracle:
         common = dict(charges=s.charges, seed=s.seed, temperature=s.temperature, box=box)
         runs = {g.name.lower(): adaptive_henry(mof, g, target=s.target, first_cycles=s.first_cycles,
                                                max_cycles=s.max_cycles, **common) for g in (CO2, N2)}
-        out: dict[str, Any] = {key: {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "cycles": r.cycles}
+        out: dict[str, Any] = {key: {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "cycles": r.cycles, **_flags(r)}
                                for key, r in runs.items()}
         if s.qst_cycles > 0:  # labelling a design space may skip it: K_H is what the surrogates learn
             heat = heat_of_adsorption(mof, CO2, cycles=s.qst_cycles, **common)
@@ -179,7 +237,8 @@ class Oracle:
         return {"co2_mol_kg": q_co2, "co2_ci95": r.ci95["CO2"], "n2_mol_kg": q_n2, "n2_ci95": r.ci95["N2"],
                 "selectivity": (q_co2 / q_n2) / (y_co2 / y_n2) if q_n2 > 0 else float("inf"),
                 "pressure_pa": r.pressure_pa, "temperature_K": r.temperature, "mole_fractions": r.mole_fractions,
-                "fugacity_coefficients": r.fugacity_coefficients, "cycles": r.cycles, "init_cycles": r.init_cycles}
+                "fugacity_coefficients": r.fugacity_coefficients, "cycles": r.cycles, "init_cycles": r.init_cycles,
+                **_flags(r)}
 
     def _working_capacity(self, mof: MOF, result: OracleResult) -> dict[str, Any]:
         s = self.settings
@@ -198,7 +257,8 @@ class Oracle:
                 "ci95": float(np.hypot(adsorbed["co2_ci95"], r.ci95["CO2"])),
                 "adsorption_co2_mol_kg": adsorbed["co2_mol_kg"], "desorption_co2_mol_kg": desorbed,
                 "desorption_ci95": r.ci95["CO2"], "desorption_pressure_pa": r.pressure_pa,
-                "desorption_temperature_K": r.temperature, "desorption_cycles": r.cycles}
+                "desorption_temperature_K": r.temperature, "desorption_cycles": r.cycles,
+                **_flags(r, "desorption_")}
 
     def _diffusivity(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
         from discovery.oracle.transport.md import run_md
@@ -210,6 +270,12 @@ class Oracle:
                 "loglog_slope": r.slope, "fit_window_ps": list(r.fit_window_ps), "n_guests": r.n_guests,
                 "simulated_ps": r.simulated_ps, "mean_temperature_K": r.mean_temperature,
                 "ms_per_step": r.ms_per_step, "trajectory": r.trajectory_path, "md_settings": r.settings}
+
+
+def _flags(r: HenryResult | UptakeResult, prefix: str = "") -> dict[str, Any]:
+    """Whether an adaptive run met its target, and the target (relative 95 % half-width); the interval
+    reached is the entry's ci95."""
+    return {prefix + "converged": r.converged, prefix + "target": r.target}
 
 
 def _box_record(box: Box) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from typing import Literal, Sequence
 
@@ -30,6 +30,7 @@ from pymatgen.core import Element, Lattice
 from discovery.structures import supercell
 from discovery.oracle.box import CUTOFF_A, Box, build_box
 from discovery.oracle.charges import eqeq_charges, neutral_charges
+from discovery.oracle.adsorption.adaptive import pool, relative, run_until_target
 from discovery.oracle.adsorption.eos import fugacity_coefficients
 from discovery.errors import DiscoveryError
 from discovery.oracle.adsorption.forcefield import CO2, Guest, framework_lj
@@ -47,7 +48,11 @@ class OracleError(DiscoveryError):
 
 @dataclass(frozen=True)
 class HenryResult:
-    """Widom Henry coefficient of one guest: ``kh`` in mol kg^-1 Pa^-1 with its 95 % half-width."""
+    """Widom Henry coefficient of one guest: ``kh`` in mol kg^-1 Pa^-1 with its 95 % half-width.
+
+    ``target``: the relative 95 % half-width asked for (None: a run of fixed length); ``converged``: whether
+    ``kh_ci95 / kh`` met it (False: the cycle cap stopped the runs first; ``kh_ci95`` is the interval reached);
+    ``runs``: the independent runs pooled (seeds ``seed``, ``seed + 1``, ...)."""
 
     structure: str
     guest: str
@@ -61,6 +66,9 @@ class HenryResult:
     box_copies: int
     cpu_s: float
     settings: dict
+    converged: bool = True
+    target: float | None = None
+    runs: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +88,8 @@ class HeatResult:
 
 @dataclass(frozen=True)
 class UptakeResult:
-    """GCMC absolute uptakes (mol/kg) with 95 % half-widths, per guest."""
+    """GCMC absolute uptakes (mol/kg) with 95 % half-widths, per guest. ``target``, ``converged`` and ``runs``
+    as in ``HenryResult``, for the first guest's uptake (the one an adaptive run is sized for)."""
 
     pressure_pa: float
     temperature: float
@@ -91,6 +100,9 @@ class UptakeResult:
     init_cycles: int
     cpu_s: float
     fugacity_coefficients: dict[str, float] = field(default_factory=dict)
+    converged: bool = True
+    target: float | None = None
+    runs: int = 1
 
     def relative_ci(self, guest: str) -> float:
         return self.ci95[guest] / self.uptake[guest] if self.uptake[guest] > 0 else math.inf
@@ -159,21 +171,22 @@ def adaptive_henry(mof: MOF, guest: Guest = CO2, *, charges: Charges = "cif", ta
                    first_cycles: int = 500, max_cycles: int = 5000, seed: int = 0, temperature: float = 298.0,
                    cutoff: float = CUTOFF_A, box: Box | None = None) -> HenryResult:
     """Widom K_H with as many cycles as needed for a 95 % half-width within ``target`` (relative), or
-    ``max_cycles``. A first run sizes the second (the half-width falls as 1/sqrt(cycles)); the two
-    independent runs are combined, weighted by their cycles."""
+    ``max_cycles``: independent runs (seeds ``seed``, ``seed + 1``, ...) are pooled, weighted by their cycles,
+    after each one, and more are run until the pooled interval meets the target or the cap is reached
+    (``adaptive.run_until_target``). The result says which (``converged``)."""
     box = box or simulation_box(mof, charges, cutoff)
     kwargs = dict(charges=charges, temperature=temperature, cutoff=cutoff, box=box)
-    first = widom_henry(mof, guest, cycles=first_cycles, seed=seed, **kwargs)
-    more_cycles = _more_cycles(first.kh_ci95 / first.kh if first.kh > 0 else math.inf, target, first_cycles,
-                               max_cycles)
-    if not more_cycles:
-        return first
-    more = widom_henry(mof, guest, cycles=more_cycles, seed=seed + 1, **kwargs)
-    (kh, ci), (w, _) = (_pool(first.cycles, more.cycles, a, b) for a, b in
-                        (((first.kh, first.kh_ci95), (more.kh, more.kh_ci95)),
-                         ((first.rosenbluth_weight, 0.0), (more.rosenbluth_weight, 0.0))))
-    return HenryResult(**{**first.to_dict(), "kh": kh, "kh_ci95": ci, "rosenbluth_weight": w,
-                          "cycles": first.cycles + more.cycles, "cpu_s": first.cpu_s + more.cpu_s})
+    done = run_until_target(lambda cycles, s: widom_henry(mof, guest, cycles=cycles, seed=s, **kwargs),
+                            lambda runs: relative(*_pooled_kh(runs)), target=target, first_cycles=first_cycles,
+                            max_cycles=max_cycles, seed=seed)
+    (kh, ci), (w, _) = _pooled_kh(done.runs), pool([(r.cycles, r.rosenbluth_weight, 0.0) for r in done.runs])
+    return replace(done.runs[0], kh=kh, kh_ci95=ci, rosenbluth_weight=w, cycles=sum(r.cycles for r in done.runs),
+                   cpu_s=sum(r.cpu_s for r in done.runs), converged=done.converged, target=target,
+                   runs=len(done.runs))
+
+
+def _pooled_kh(runs: list[HenryResult]) -> tuple[float, float]:
+    return pool([(r.cycles, r.kh, r.kh_ci95) for r in runs])
 
 
 def widom_henry(mof: MOF, guest: Guest = CO2, *, charges: Charges = "cif", cycles: int = 2000, seed: int = 0,
@@ -237,19 +250,21 @@ def adaptive_uptake(mof: MOF, guests: Sequence[Guest], mole_fractions: Sequence[
                     target: float = 0.05, first_cycles: int = 1000, max_cycles: int = 5000, seed: int = 0,
                     **kwargs) -> UptakeResult:
     """GCMC until the first guest's uptake has a 95 % half-width within ``target`` (relative) or
-    ``max_cycles`` production cycles; independent runs are pooled, weighted by their cycles."""
-    first = gcmc_uptake(mof, guests, mole_fractions, pressure_pa=pressure_pa, cycles=first_cycles, seed=seed,
-                        **kwargs)
-    more_cycles = _more_cycles(first.relative_ci(guests[0].name), target, first_cycles, max_cycles)
-    if not more_cycles:
-        return first
-    more = gcmc_uptake(mof, guests, mole_fractions, pressure_pa=pressure_pa, cycles=more_cycles, seed=seed + 1,
-                       **kwargs)
-    pooled = {n: _pool(first.cycles, more.cycles, (first.uptake[n], first.ci95[n]), (more.uptake[n], more.ci95[n]))
-              for n in first.uptake}
-    return UptakeResult(**{**asdict(first), "uptake": {n: v[0] for n, v in pooled.items()},
-                           "ci95": {n: v[1] for n, v in pooled.items()}, "cycles": first.cycles + more.cycles,
-                           "cpu_s": first.cpu_s + more.cpu_s})
+    ``max_cycles`` production cycles, as ``adaptive_henry``: independent runs, pooled by their cycles after
+    each one; ``converged`` says whether the target was met."""
+    done = run_until_target(lambda cycles, s: gcmc_uptake(mof, guests, mole_fractions, pressure_pa=pressure_pa,
+                                                          cycles=cycles, seed=s, **kwargs),
+                            lambda runs: relative(*_pooled_uptake(runs, guests[0].name)), target=target,
+                            first_cycles=first_cycles, max_cycles=max_cycles, seed=seed)
+    pooled = {n: _pooled_uptake(done.runs, n) for n in done.runs[0].uptake}
+    return replace(done.runs[0], uptake={n: v[0] for n, v in pooled.items()},
+                   ci95={n: v[1] for n, v in pooled.items()}, cycles=sum(r.cycles for r in done.runs),
+                   cpu_s=sum(r.cpu_s for r in done.runs), converged=done.converged, target=target,
+                   runs=len(done.runs))
+
+
+def _pooled_uptake(runs: list[UptakeResult], guest: str) -> tuple[float, float]:
+    return pool([(r.cycles, r.uptake[guest], r.ci95[guest]) for r in runs])
 
 
 def protocol(cutoff: float = CUTOFF_A) -> dict:
@@ -258,19 +273,6 @@ def protocol(cutoff: float = CUTOFF_A) -> dict:
             "cutoff_A": cutoff, "shifted": True, "tail_corrections": False, "electrostatics": "Ewald",
             "box": "smallest supercell with perpendicular widths >= 2 x cutoff", "rigid_framework": True,
             "equation_of_state": "Peng-Robinson", "raspalib": version("raspalib")}
-
-
-def _more_cycles(relative_ci: float, target: float, done: int, cap: int) -> int:
-    """Cycles still needed for ``target`` (the half-width falls as 1/sqrt(cycles)), 0 when met or capped."""
-    if relative_ci <= target:
-        return 0
-    needed = cap if not math.isfinite(relative_ci) else min(cap, math.ceil(done * (relative_ci / target) ** 2 * 1.1))
-    return max(0, needed - done)
-
-
-def _pool(n1: int, n2: int, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    """Cycle-weighted mean of two independent estimates and the half-width of that mean."""
-    return (n1 * a[0] + n2 * b[0]) / (n1 + n2), math.hypot(n1 * a[1], n2 * b[1]) / (n1 + n2)
 
 
 def _run(rl, box: Box, guests: Sequence[Guest], cutoff: float, temperature: float, pressure: float | None,
