@@ -213,6 +213,8 @@ class Oracle:
         return {renamed.get(k, k): v for k, v in g.items()}
 
     def _henry(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
+        if self.settings.engine == "grid":
+            return self._grid_henry(mof)
         s, box = self.settings, self.box(mof)
         common = dict(charges=s.charges, seed=s.seed, temperature=s.temperature, box=box)
         runs = {g.name.lower(): adaptive_henry(mof, g, target=s.target, first_cycles=s.first_cycles,
@@ -223,7 +225,27 @@ class Oracle:
             heat = heat_of_adsorption(mof, CO2, cycles=s.qst_cycles, **common)
             out["co2"].update(qst_kj_mol=heat.qst_kj_mol, qst_ci95=heat.ci95, qst_cycles=heat.cycles)
         out["kh_ratio_co2_n2"] = runs["co2"].kh / runs["n2"].kh
-        out.update(_box_record(box))
+        out.update(engine="raspa", **_box_record(box))
+        return out
+
+    def _grid_henry(self, mof: MOF) -> dict[str, Any]:
+        """The henry level on energy grids: K_H of CO2 and N2 and the CO2 Q_st from the same insertions."""
+        from discovery.oracle.adsorption.grid import Framework, GridSettings, energy_grids
+        from discovery.oracle.adsorption.widom import WidomSettings, widom
+
+        s, box = self.settings, self.box(mof)
+        grids = energy_grids(Framework.from_box(box), [*CO2.sites, *N2.sites],
+                             GridSettings(spacing_A=s.grid_spacing, device=s.device))
+        out: dict[str, Any] = {}
+        for k, guest in enumerate((CO2, N2)):
+            r = widom(grids, guest, WidomSettings(target=s.target, max_insertions=s.grid_max_insertions,
+                                                  temperature=s.temperature, seed=s.seed + k))
+            out[guest.name.lower()] = {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "insertions": r.insertions,
+                                       "converged": r.converged, "target": r.target}
+            if guest is CO2:
+                out["co2"].update(qst_kj_mol=r.qst_kj_mol, qst_ci95=r.qst_ci95)
+        out["kh_ratio_co2_n2"] = out["co2"]["kh_mol_kg_pa"] / out["n2"]["kh_mol_kg_pa"]
+        out.update(engine="grid", grid_shape=list(grids.shape), grid_cpu_s=round(grids.cpu_s, 3), **_box_record(box))
         return out
 
     def _flue_gas(self, mof: MOF, _: OracleResult) -> dict[str, Any]:

@@ -32,7 +32,14 @@ class SimulationSettings:
                                "structure's only (cif); computed (eqeq); none")
     target: float = bounded(0.05, 0.001, 1.0,
                             help="relative 95 % half-width at which Monte Carlo cycles stop (Widom and GCMC)")
-    first_cycles: int = bounded(500, 10, help="Widom cycles of the first run (a second one is sized from it)")
+    # grid: framework energy grids computed once per structure and Widom insertion by interpolation
+    # (discovery.oracle.adsorption.widom); RASPA3 stays the reference, and GCMC levels always run on it
+    engine: str = choice("raspa", "grid", default="raspa",
+                         help="henry level engine: RASPA3 Widom (raspa) or energy-grid Widom (grid)")
+    grid_spacing: float = bounded(0.2, 0.05, 0.5, help="grid engine: node spacing along each cell vector, A")
+    grid_max_insertions: int = bounded(2_000_000, 100_000, help="grid engine: cap on Widom insertions per guest")
+    device: str = choice("cpu", "cuda", default="cpu", help="grid engine: where grids and insertions are computed")
+    first_cycles: int = bounded(500, 10, help="Widom cycles of the first run (more runs follow until the target or the cap)")
     max_cycles: int = bounded(5000, 10, help="cap on Widom cycles")
     qst_cycles: int = bounded(1000, 0, help="one-molecule cycles for the CO2 heat of adsorption; 0 skips Q_st")
     gcmc_init_cycles: int = bounded(500, 0, help="GCMC initialisation cycles (flue_gas, working_capacity)")

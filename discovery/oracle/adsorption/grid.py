@@ -1,0 +1,299 @@
+"""Energy grids of a rigid framework: what the grid Widom engine (``widom``) inserts guests into.
+
+Per structure, once: the Lennard-Jones energy of each guest site type and the electrostatic potential of the
+framework's charges on a periodic grid over the unit cell (fractional nodes i/n). The protocol is RASPA3's
+(``raspa.protocol``): UFF + TraPPE, Lorentz-Berthelot, 12.8 A cutoff, shifted, no tail corrections, Ewald.
+
+- Lennard-Jones: a direct sum over every periodic image within the cutoff, one dense block of grid points
+  against the atoms near it (a k-d tree finds them), written as matrix products so that BLAS (or CUDA)
+  does the work.
+- Electrostatics: Ewald. The real-space part (erfc) is summed with the same blocks; the reciprocal part is
+  exact at the nodes through one inverse FFT, because exp(i k.x) at fractional nodes is a DFT kernel. The
+  total potential does not depend on the split, so the splitting parameter is chosen for cost: a short
+  real-space cutoff and more k-vectors (free on the FFT grid). Precision 1e-6 in both parts.
+
+Energies are in Kelvin (energy / k_B), the potential in K per elementary charge. Grid values are capped at
+``CAP_K``: nodes inside atoms are only ever "overlap" (``widom`` rejects an insertion whose interpolation
+stencil touches a node above its overlap threshold), and the cap keeps them finite.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from discovery.errors import DiscoveryError
+from discovery.oracle.adsorption.forcefield import Site, framework_lj
+from discovery.oracle.box import CUTOFF_A, Box
+
+COULOMB_K_A = 167101.00  # e^2 / (4 pi eps0 k_B), in K * Angstrom
+CAP_K = 1.0e7  # grid energies above this are stored as this (inside an atom: overlap whatever the value)
+MIN_DISTANCE_A = 0.5  # closer pairs are evaluated at this distance (overlap anyway; keeps floats finite)
+BLOCK_A = 3.0  # edge of the blocks of grid points summed at once
+
+
+@dataclass(frozen=True)
+class Framework:
+    """The unit cell as the grid engine sees it: lattice rows (A), fractional positions, elements, charges
+    (e, neutral), blocked pocket spheres (fractional centre in the unit cell, radius A) and mass (amu)."""
+
+    lattice: np.ndarray
+    frac: np.ndarray
+    elements: tuple[str, ...]
+    charges: np.ndarray
+    pockets: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    mass_amu: float = 0.0
+
+    @property
+    def volume_A3(self) -> float:
+        return float(abs(np.linalg.det(self.lattice)))
+
+    @property
+    def charged(self) -> bool:
+        return bool(np.any(self.charges != 0.0))
+
+    @classmethod
+    def from_box(cls, box: Box) -> "Framework":
+        """The unit cell of the simulation box the RASPA3 engine would use: the same atoms, charges and
+        blocked pockets (the box holds each unit-cell atom's copies together, in the unit cell's order)."""
+        copies = box.copies
+        unit = np.asarray(box.unit_cell_A, dtype=float)
+        cart = box.structure.cart_coords[::copies]
+        frac = cart @ np.linalg.inv(unit)
+        spheres = np.array(box.blocking, dtype=float).reshape(-1, 4)
+        centres = spheres[:, :3] @ box.structure.lattice.matrix @ np.linalg.inv(unit)
+        pockets = np.column_stack([centres - np.floor(centres), spheres[:, 3]])
+        elements = tuple(box.elements[::copies])
+        mass = float(sum(site.specie.atomic_mass for site in box.structure)) / copies
+        return cls(unit, frac - np.floor(frac), elements, np.asarray(box.charges[::copies], dtype=float),
+                   np.unique(np.round(pockets, 6), axis=0) if len(pockets) else pockets, mass)
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """How the grids are made. ``spacing_A``: largest node spacing along each cell vector."""
+
+    spacing_A: float = 0.15
+    cutoff_A: float = CUTOFF_A
+    ewald_precision: float = 1e-6
+    real_space_cutoff_A: float = 8.0  # Ewald real-space cutoff (the potential is independent of it)
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not (0.01 <= self.spacing_A <= 1.0):
+            raise DiscoveryError(f"grid spacing must be in [0.01, 1] A, got {self.spacing_A}")
+        if not (0 < self.ewald_precision < 1e-2):
+            raise DiscoveryError(f"Ewald precision must be in (0, 0.01), got {self.ewald_precision}")
+
+
+@dataclass
+class EnergyGrids:
+    """Per site type: Lennard-Jones energy (K) on the nodes; ``potential``: Ewald potential (K / e), None for
+    an uncharged framework. ``shape``: nodes along a, b, c."""
+
+    framework: Framework
+    settings: GridSettings
+    shape: tuple[int, int, int]
+    lj: dict[str, torch.Tensor]
+    potential: torch.Tensor | None
+    cpu_s: float = 0.0
+
+    @property
+    def potential_or_lj(self) -> torch.Tensor:
+        return self.potential if self.potential is not None else next(iter(self.lj.values()))
+
+    def site_energy(self, site: Site) -> torch.Tensor | None:
+        """A guest site's energy (K) on the nodes: its type's Lennard-Jones grid plus its charge times the
+        potential; None when it has neither."""
+        lj = self.lj.get(site.name) if site.lj is not None else None
+        coulomb = site.charge * self.potential if (site.charge and self.potential is not None) else None
+        if lj is None or coulomb is None:
+            return lj if coulomb is None else coulomb
+        return lj + coulomb
+
+
+def grid_shape(lattice: np.ndarray, spacing: float) -> tuple[int, int, int]:
+    return tuple(int(math.ceil(np.linalg.norm(v) / spacing)) for v in lattice)  # type: ignore[return-value]
+
+
+def site_types(sites: Sequence[Site]) -> dict[str, Site]:
+    """The distinct Lennard-Jones site types of the guests (a massless charge site has none)."""
+    return {s.name: s for s in sites if s.lj is not None}
+
+
+def energy_grids(fw: Framework, sites: Sequence[Site], settings: GridSettings = GridSettings()) -> EnergyGrids:
+    """The grids of ``fw`` for every Lennard-Jones site type among ``sites`` (and the potential when charged)."""
+    t0 = time.process_time()
+    dev, dt = torch.device(settings.device), getattr(torch, settings.dtype)
+    shape = grid_shape(fw.lattice, settings.spacing_A)
+    types = site_types(sites)
+    alpha = ewald_alpha(settings.real_space_cutoff_A, settings.ewald_precision)
+    lj = {name: torch.empty(shape, dtype=dt, device=dev) for name in types}
+    real = torch.zeros(shape, dtype=dt, device=dev) if fw.charged else None
+    pair = _PairTables(fw, types, settings.cutoff_A, dt, dev)
+    images = _ImageAtoms(fw, settings.cutoff_A + BLOCK_A)
+    for sl, points in _blocks(fw.lattice, shape, dt, dev):
+        near = images.near(points, settings.cutoff_A)
+        energies, phi = pair.block(points, images.cart[near], images.atom[near], alpha,
+                                   settings.real_space_cutoff_A if real is not None else 0.0)
+        for k, name in enumerate(types):
+            lj[name][sl] = energies[:, k].reshape(lj[name][sl].shape).clamp(max=CAP_K)
+        if real is not None:
+            real[sl] = phi.reshape(real[sl].shape)
+    potential = None
+    if real is not None:
+        potential = real + reciprocal_potential(fw, shape, alpha, settings.ewald_precision, dt, dev)
+    return EnergyGrids(fw, settings, shape, lj, potential, time.process_time() - t0)
+
+
+def ewald_alpha(real_cutoff: float, precision: float) -> float:
+    """Splitting parameter for which erfc(alpha r_c) / r_c is below ``precision`` (relative)."""
+    return math.sqrt(-math.log(precision)) / real_cutoff
+
+
+def reciprocal_potential(fw: Framework, shape: tuple[int, int, int], alpha: float, precision: float,
+                         dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Ewald reciprocal-space potential (K / e) at the nodes: (4 pi / V) sum_k exp(-k^2 / 4 alpha^2) / k^2
+    Re[S(k) exp(i k.x)], S(k) = sum_j q_j exp(-i k.r_j), over the k-vectors whose Gaussian factor exceeds
+    ``precision``; exact at the nodes by one inverse FFT."""
+    kmax = 2.0 * alpha * math.sqrt(-math.log(precision))
+    recip = 2.0 * math.pi * np.linalg.inv(fw.lattice).T  # rows: b_i with a_i . b_j = 2 pi delta_ij
+    hmax = [int(math.floor(kmax * np.linalg.norm(v) / (2.0 * math.pi))) for v in fw.lattice]
+    if any(2 * h + 1 > n for h, n in zip(hmax, shape)):
+        raise DiscoveryError(f"grid {shape} too coarse for the Ewald k-vectors (|h| <= {hmax}); use a finer "
+                             "spacing or a longer real-space cutoff")
+    axes = [np.arange(-h, h + 1) for h in hmax]
+    H = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    k = H @ recip
+    k2 = np.einsum("ij,ij->i", k, k)
+    keep = (k2 > 0) & (k2 <= kmax * kmax)
+    H, k2 = H[keep], k2[keep]
+    # S(k) by separable phases: exp(-2 pi i h.f) = prod over axes
+    phases = [np.exp(-2j * np.pi * np.outer(np.arange(-h, h + 1), fw.frac[:, d])) for d, h in enumerate(hmax)]
+    S = np.einsum("ij,ij,ij,j->i", phases[0][H[:, 0] + hmax[0]], phases[1][H[:, 1] + hmax[1]],
+                  phases[2][H[:, 2] + hmax[2]], fw.charges)
+    coef = np.zeros(shape, dtype=complex)
+    coef[H[:, 0] % shape[0], H[:, 1] % shape[1], H[:, 2] % shape[2]] = (
+        4.0 * np.pi / fw.volume_A3 * np.exp(-k2 / (4 * alpha * alpha)) / k2 * S)
+    # phi(x_n) = sum_k c_k exp(+2 pi i h.n / N) = N * ifftn(c)
+    phi = np.fft.ifftn(coef).real * float(np.prod(shape)) * COULOMB_K_A
+    return torch.as_tensor(phi, dtype=dtype, device=device)
+
+
+class _ImageAtoms:
+    """Every periodic image of the unit cell's atoms that can lie within ``reach`` of a point of the cell,
+    in a k-d tree."""
+
+    def __init__(self, fw: Framework, reach: float) -> None:
+        from scipy.spatial import cKDTree
+
+        from discovery.structures.supercell import perpendicular_widths
+
+        widths = perpendicular_widths(fw.lattice)
+        m = [int(math.ceil(reach / w)) + 1 for w in widths]
+        shifts = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij"), -1).reshape(-1, 3)
+        frac = (fw.frac[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+        self.cart = frac @ fw.lattice
+        self.atom = np.tile(np.arange(len(fw.frac)), len(shifts))
+        self.tree = cKDTree(self.cart)
+
+    def near(self, points: torch.Tensor, cutoff: float) -> np.ndarray:
+        """Indices of the image atoms within ``cutoff`` of any of ``points`` (a compact block)."""
+        p = points.detach().cpu().numpy()
+        centre = 0.5 * (p.min(axis=0) + p.max(axis=0))
+        radius = float(np.linalg.norm(p - centre, axis=1).max())
+        return np.asarray(self.tree.query_ball_point(centre, cutoff + radius), dtype=np.int64)
+
+
+class _PairTables:
+    """Per (site type, framework atom): Lorentz-Berthelot 4 eps sigma^12, 4 eps sigma^6 and the shift at
+    the cutoff, so that a block's energies are two matrix products."""
+
+    def __init__(self, fw: Framework, types: dict[str, Site], cutoff: float, dtype, device) -> None:
+        params = {el: framework_lj(el) for el in set(fw.elements)}
+        eps = np.array([[math.sqrt(s.lj.epsilon * params[el].epsilon) for el in fw.elements] for s in types.values()])
+        sig = np.array([[0.5 * (s.lj.sigma + params[el].sigma) for el in fw.elements] for s in types.values()])
+        a12, b6 = 4.0 * eps * sig ** 12, 4.0 * eps * sig ** 6
+        shift = a12 / cutoff ** 12 - b6 / cutoff ** 6
+        as_t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
+        self.a12, self.b6, self.shift = as_t(a12.T), as_t(b6.T), as_t(shift.T)  # (atoms, types)
+        self.q = as_t(fw.charges)
+        self.cutoff2 = cutoff * cutoff
+        self.dtype, self.device = dtype, device
+
+    def block(self, points: torch.Tensor, cart: np.ndarray, atom: np.ndarray, alpha: float,
+              real_cutoff: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(points, types) Lennard-Jones energies (K) and (points,) real-space Ewald potential (K / e)."""
+        if len(atom) == 0:
+            zeros = torch.zeros((len(points), self.a12.shape[1]), dtype=self.dtype, device=self.device)
+            return zeros, torch.zeros(len(points), dtype=self.dtype, device=self.device)
+        x = torch.as_tensor(cart, dtype=self.dtype, device=self.device)
+        idx = torch.as_tensor(atom, device=self.device)
+        # |p - x|^2 through one matrix product (what cdist does); the clamp also absorbs its rounding
+        d2 = ((points * points).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2.0 * points @ x.T)
+        d2 = d2.clamp_(min=MIN_DISTANCE_A ** 2)
+        inside = d2 < self.cutoff2
+        inv2 = d2.reciprocal().mul_(inside)
+        inv6 = inv2 * inv2 * inv2
+        lj = (inv6 * inv6) @ self.a12[idx] - inv6 @ self.b6[idx] - inside.to(self.dtype) @ self.shift[idx]
+        if not real_cutoff:
+            return lj, None
+        near = d2 < real_cutoff * real_cutoff
+        r = d2.sqrt_()
+        kernel = torch.erfc(r * alpha).div_(r).mul_(near)
+        return lj, (kernel @ self.q[idx]) * COULOMB_K_A
+
+
+def _blocks(lattice: np.ndarray, shape: tuple[int, int, int], dtype, device):
+    """(slice of the grid, Cartesian positions of its nodes) for blocks of about ``BLOCK_A`` per edge."""
+    lat = torch.as_tensor(lattice, dtype=dtype, device=device)
+    steps = [max(1, int(round(BLOCK_A / (np.linalg.norm(v) / n)))) for v, n in zip(lattice, shape)]
+    for i in range(0, shape[0], steps[0]):
+        for j in range(0, shape[1], steps[1]):
+            for k in range(0, shape[2], steps[2]):
+                sl = (slice(i, min(i + steps[0], shape[0])), slice(j, min(j + steps[1], shape[1])),
+                      slice(k, min(k + steps[2], shape[2])))
+                axes = [torch.arange(s.start, s.stop, dtype=dtype, device=device) / n for s, n in zip(sl, shape)]
+                frac = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+                yield sl, frac @ lat
+
+
+def direct_energies(fw: Framework, sites: Sequence[Site], cart: np.ndarray, settings: GridSettings = GridSettings()
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Lennard-Jones energies (points, types) and the Ewald potential (points,) at arbitrary Cartesian points
+    by direct summation (real space) and an explicit k-sum: the reference the grids are tested against."""
+    dt = getattr(torch, settings.dtype)
+    types = site_types(sites)
+    alpha = ewald_alpha(settings.real_space_cutoff_A, settings.ewald_precision)
+    pair = _PairTables(fw, types, settings.cutoff_A, dt, "cpu")
+    images = _ImageAtoms(fw, settings.cutoff_A + 1.0)
+    lj_out, phi_out = [], []
+    for p in np.asarray(cart, dtype=float):
+        pt = torch.as_tensor(p[None, :], dtype=dt)
+        near = images.near(pt, settings.cutoff_A)
+        lj, phi = pair.block(pt, images.cart[near], images.atom[near], alpha,
+                             settings.real_space_cutoff_A if fw.charged else 0.0)
+        lj_out.append(lj[0].numpy())
+        if phi is not None:
+            phi_out.append(float(phi[0]) + _reciprocal_at(fw, p, alpha, settings.ewald_precision))
+    return np.array(lj_out), (np.array(phi_out) if fw.charged else None)
+
+
+def _reciprocal_at(fw: Framework, point: np.ndarray, alpha: float, precision: float) -> float:
+    kmax = 2.0 * alpha * math.sqrt(-math.log(precision))
+    hmax = [int(math.floor(kmax * np.linalg.norm(v) / (2.0 * math.pi))) for v in fw.lattice]
+    H = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in hmax], indexing="ij"), -1).reshape(-1, 3)
+    k = H @ (2.0 * np.pi * np.linalg.inv(fw.lattice).T)
+    k2 = np.einsum("ij,ij->i", k, k)
+    keep = (k2 > 0) & (k2 <= kmax * kmax)
+    k, k2 = k[keep], k2[keep]
+    cart = fw.frac @ fw.lattice
+    S = np.exp(-1j * k @ cart.T) @ fw.charges
+    value = np.sum(np.exp(-k2 / (4 * alpha * alpha)) / k2 * (S * np.exp(1j * k @ point)).real)
+    return float(4.0 * np.pi / fw.volume_A3 * value * COULOMB_K_A)

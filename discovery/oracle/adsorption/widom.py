@@ -1,0 +1,228 @@
+"""Grid Widom insertion: Henry coefficients and heats of adsorption at infinite dilution from energy grids.
+
+A rigid linear guest (TraPPE CO2, N2) is inserted at uniformly random positions of the unit cell with
+uniformly random orientations; its energy is the sum over its sites of the interpolated Lennard-Jones grid
+of the site's type and its charge times the interpolated Ewald potential. Then, as in RASPA3's Widom run:
+
+    K_H = <W> / (R T rho_framework),  W = exp(-U / k_B T),    Q_st = R (T - <U W> / <W>).
+
+An insertion is an overlap (W = 0) when a site's trilinear Lennard-Jones energy lies above ``overlap_K``
+(inside an atom, where interpolation means nothing), or when the guest's centre lies in a
+blocked pocket (the pockets a CO2 probe cannot reach, as RASPA3 is given them).
+
+Statistics: insertions come in blocks of ``block`` (independent, seeded); the 95 % interval is Student's t
+over the block means (ratio estimator for Q_st). Adaptive: blocks are added until the relative half-width of
+K_H reaches ``target`` or ``max_insertions`` is spent, never stopping in between; ``converged`` says which.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from discovery.errors import DiscoveryError
+from discovery.oracle.adsorption.forcefield import CO2, Guest
+from discovery.oracle.adsorption.grid import EnergyGrids, GridSettings, energy_grids
+
+GAS_CONSTANT = 8.314462618  # J / (mol K)
+AVOGADRO = 6.02214076e23
+MIN_BLOCKS = 5
+
+Interpolation = Literal["linear", "cubic"]
+
+
+@dataclass(frozen=True)
+class WidomSettings:
+    """How insertions are made and when to stop. ``interpolation``: trilinear or Keys cubic convolution."""
+
+    interpolation: Interpolation = "cubic"
+    overlap_K: float = 1.0e4  # a site whose trilinear energy is above this overlaps (W < e^-33 at 298 K)
+    block: int = 20_000
+    target: float = 0.05
+    max_insertions: int = 2_000_000
+    temperature: float = 298.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in ("linear", "cubic"):
+            raise DiscoveryError(f"interpolation must be 'linear' or 'cubic', got {self.interpolation!r}")
+        if self.block < 100 or self.max_insertions < MIN_BLOCKS * self.block:
+            raise DiscoveryError(f"need block >= 100 and max_insertions >= {MIN_BLOCKS} blocks, got "
+                                 f"block={self.block}, max_insertions={self.max_insertions}")
+
+
+@dataclass(frozen=True)
+class GridHenryResult:
+    """Grid Widom K_H (mol kg^-1 Pa^-1) with its 95 % half-width, and Q_st (kJ/mol) at infinite dilution."""
+
+    guest: str
+    kh: float
+    kh_ci95: float
+    qst_kj_mol: float
+    qst_ci95: float
+    insertions: int
+    overlap_fraction: float
+    converged: bool
+    target: float
+    temperature: float
+    cpu_s: float
+    grid_cpu_s: float
+    settings: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = WidomSettings()) -> GridHenryResult:
+    """Adaptive grid Widom insertion of ``guest`` into the framework of ``grids``."""
+    missing = [s.name for s in guest.sites if s.lj is not None and s.name not in grids.lj]
+    if missing:
+        raise DiscoveryError(f"the grids hold no Lennard-Jones grid for site type(s) {missing}")
+    t0 = time.process_time()
+    gen = torch.Generator(device=grids.potential_or_lj.device).manual_seed(settings.seed)
+    sampler = _Sampler(grids, guest, settings, gen)
+    sums: list[tuple[float, float, int]] = []  # per block: sum W, sum U W, overlaps
+    while True:
+        sums.append(sampler.block(settings.block))
+        n = len(sums) * settings.block
+        kh_rel = _relative_half_width(np.array([s[0] for s in sums]))
+        if len(sums) >= MIN_BLOCKS and (kh_rel <= settings.target or n + settings.block > settings.max_insertions):
+            break
+    w, uw = np.array([s[0] for s in sums]) / settings.block, np.array([s[1] for s in sums]) / settings.block
+    fw, T = grids.framework, settings.temperature
+    rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
+    to_kh = 1.0 / (GAS_CONSTANT * T * rho)
+    mean_w = float(w.mean())
+    half = _t95(len(w)) * float(w.std(ddof=1)) / math.sqrt(len(w))
+    u_mean, u_half = _ratio(uw, w)
+    to_kj = GAS_CONSTANT / 1000.0
+    return GridHenryResult(guest=guest.name, kh=mean_w * to_kh, kh_ci95=half * to_kh,
+                           qst_kj_mol=to_kj * (T - u_mean), qst_ci95=to_kj * u_half, insertions=n,
+                           overlap_fraction=sum(s[2] for s in sums) / n, converged=kh_rel <= settings.target,
+                           target=settings.target, temperature=T, cpu_s=time.process_time() - t0,
+                           grid_cpu_s=grids.cpu_s, settings={**asdict(settings), **_grid_record(grids)})
+
+
+def grid_henry(framework, guests=(CO2,), grid: GridSettings = GridSettings(),
+               settings: WidomSettings = WidomSettings()) -> dict[str, GridHenryResult]:
+    """Grids once for all ``guests``, then one adaptive Widom run per guest (seed, seed + 1, ...)."""
+    grids = energy_grids(framework, [s for g in guests for s in g.sites], grid)
+    return {g.name: widom(grids, g, replace(settings, seed=settings.seed + i)) for i, g in enumerate(guests)}
+
+
+class _Sampler:
+    def __init__(self, grids: EnergyGrids, guest: Guest, settings: WidomSettings, gen: torch.Generator) -> None:
+        self.s, self.gen = settings, gen
+        fw = grids.framework
+        self.dev, self.dt = grids.potential_or_lj.device, grids.potential_or_lj.dtype
+        as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=float), dtype=self.dt, device=self.dev)  # noqa: E731
+        self.lattice, self.inverse = as_t(fw.lattice), as_t(np.linalg.inv(fw.lattice))
+        self.z = as_t([s.z for s in guest.sites])
+        # one grid per site: its type's Lennard-Jones energy plus its charge times the potential, so that an
+        # insertion costs one interpolation per site and overlap is judged on the site's whole energy
+        self.site_grids = [grids.site_energy(site) for site in guest.sites]
+        self.pockets = as_t(fw.pockets) if len(fw.pockets) else None
+
+    def block(self, n: int) -> tuple[float, float, int]:
+        """Sum of W and of U W over ``n`` insertions, and how many overlapped."""
+        # drawn in double whatever the grids' precision, so that precisions compare on the same insertions
+        opts = dict(generator=self.gen, dtype=torch.float64, device=self.dev)
+        centre_frac = torch.rand((n, 3), **opts).to(self.dt)
+        axis = torch.randn((n, 3), **opts).to(self.dt)
+        axis = axis / axis.norm(dim=1, keepdim=True)
+        centre = centre_frac @ self.lattice
+        energy = torch.zeros(n, dtype=self.dt, device=self.dev)
+        overlap = torch.zeros(n, dtype=torch.bool, device=self.dev)
+        for z, grid in zip(self.z, self.site_grids):
+            if grid is None:  # a site with neither Lennard-Jones nor charge (or an uncharged framework)
+                continue
+            value, linear = interpolate(grid, (centre + z * axis) @ self.inverse, self.s.interpolation)
+            energy += value
+            overlap |= linear > self.s.overlap_K
+        if self.pockets is not None:
+            overlap |= self._in_pocket(centre_frac)
+        zero = torch.zeros((), dtype=self.dt, device=self.dev)
+        energy = torch.where(overlap, zero, energy).double()
+        w = torch.where(overlap, zero.double(), torch.exp(-energy.clamp(min=-1e5) / self.s.temperature))
+        return float(w.sum()), float((w * energy).sum()), int(overlap.sum())
+
+    def _in_pocket(self, frac: torch.Tensor) -> torch.Tensor:
+        d = frac[:, None, :] - self.pockets[None, :, :3]
+        d = d - torch.round(d)
+        r = (d @ self.lattice).norm(dim=-1)
+        return (r < self.pockets[None, :, 3]).any(dim=1)
+
+
+def interpolate(grid: torch.Tensor, frac: torch.Tensor, method: Interpolation = "cubic"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values of a periodic grid (nodes at i / n) at fractional positions, and their trilinear values (which
+    never leave the range of their 8 nodes: the overlap test). ``linear``: trilinear; ``cubic``: Keys cubic
+    convolution, a = -0.5 (64 nodes, third order, interpolating, local: a wall disturbs only its
+    neighbourhood; measured against trilinear in docs/oracle.md)."""
+    shape = torch.tensor(grid.shape, device=grid.device)
+    x = frac * shape.to(frac.dtype)
+    base = torch.floor(x)
+    t = x - base
+    base = base.long()
+    offsets, weights = _stencil(t, method)
+    flat = grid.reshape(-1)
+    value = torch.zeros(len(frac), dtype=grid.dtype, device=grid.device)
+    linear = torch.zeros_like(value)
+    lin_w = [(1 - t[:, d], t[:, d]) for d in range(3)]
+    n0, n1, n2 = grid.shape
+    for a, wa in zip(offsets, weights[0]):
+        ia = (base[:, 0] + a) % n0
+        for b, wb in zip(offsets, weights[1]):
+            iab = ia * n1 + (base[:, 1] + b) % n1
+            wab = wa * wb
+            for c, wc in zip(offsets, weights[2]):
+                node = flat[iab * n2 + (base[:, 2] + c) % n2]
+                value += wab * wc * node
+                if method == "cubic" and a in (0, 1) and b in (0, 1) and c in (0, 1):
+                    linear += lin_w[0][a] * lin_w[1][b] * lin_w[2][c] * node
+    return value, (value if method == "linear" else linear)
+
+
+def _stencil(t: torch.Tensor, method: Interpolation):
+    """Node offsets and, per axis, the weights of each offset at fractional offsets ``t`` (n, 3)."""
+    if method == "linear":
+        return (0, 1), [(1 - t[:, d], t[:, d]) for d in range(3)]
+    weights = []
+    for d in range(3):
+        s = t[:, d]
+        s2, s3 = s * s, s * s * s
+        weights.append(((-s3 + 2 * s2 - s) / 2, (3 * s3 - 5 * s2 + 2) / 2, (-3 * s3 + 4 * s2 + s) / 2,
+                        (s3 - s2) / 2))
+    return (-1, 0, 1, 2), weights
+
+
+def _relative_half_width(block_sums: np.ndarray) -> float:
+    if len(block_sums) < 2 or block_sums.mean() <= 0:
+        return math.inf
+    return _t95(len(block_sums)) * float(block_sums.std(ddof=1)) / math.sqrt(len(block_sums)) / float(block_sums.mean())
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """Ratio of means sum(num) / sum(den) and its 95 % half-width (delta method over blocks)."""
+    if den.sum() <= 0:
+        return math.nan, math.nan
+    r = float(num.sum() / den.sum())
+    resid = (num - r * den) / den.mean()
+    return r, _t95(len(den)) * float(resid.std(ddof=1)) / math.sqrt(len(den))
+
+
+def _t95(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
+
+
+def _grid_record(grids: EnergyGrids) -> dict:
+    s = grids.settings
+    return {"engine": "grid", "grid_spacing_A": s.spacing_A, "grid_shape": list(grids.shape),
+            "ewald_precision": s.ewald_precision, "device": s.device, "dtype": s.dtype}

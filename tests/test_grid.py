@@ -1,0 +1,161 @@
+"""The grid Widom engine: grid energies against independent brute-force sums, Ewald against a Madelung
+constant, and K_H against an exact integral."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from scipy.special import erfc
+
+from discovery.oracle.adsorption.forcefield import CO2, Guest, LennardJones, Site, framework_lj
+from discovery.oracle.adsorption.grid import (
+    COULOMB_K_A,
+    Framework,
+    GridSettings,
+    energy_grids,
+    ewald_alpha,
+    reciprocal_potential,
+)
+from discovery.oracle.adsorption.widom import WidomSettings, interpolate, widom
+
+CUTOFF = 12.8
+
+
+def _triclinic() -> Framework:
+    lattice = np.array([[9.0, 0.0, 0.0], [2.5, 10.0, 0.0], [1.5, -2.0, 11.0]])  # narrower than 2 x cutoff
+    frac = np.array([[0.1, 0.2, 0.3], [0.55, 0.5, 0.45], [0.8, 0.15, 0.7], [0.3, 0.8, 0.9]])
+    return Framework(lattice, frac, ("Zn", "O", "C", "O"), np.array([1.2, -0.7, 0.4, -0.9]), mass_amu=125.0)
+
+
+def _brute_lj(fw: Framework, site: Site, point: np.ndarray) -> float:
+    """Sum over every image within the cutoff, shifted, straight from the definition."""
+    total = 0.0
+    for el, f in zip(fw.elements, fw.frac):
+        p = framework_lj(el)
+        eps, sig = math.sqrt(site.lj.epsilon * p.epsilon), 0.5 * (site.lj.sigma + p.sigma)
+        u = lambda r: 4 * eps * ((sig / r) ** 12 - (sig / r) ** 6)  # noqa: E731
+        for n in np.ndindex(7, 7, 7):
+            r = np.linalg.norm(point - (f + np.array(n) - 3) @ fw.lattice)
+            if r < CUTOFF:
+                total += u(r) - u(CUTOFF)
+    return total
+
+
+def _brute_potential(fw: Framework, point: np.ndarray, alpha: float = 0.42) -> float:
+    """Ewald with another splitting parameter than the engine's (the potential does not depend on it)."""
+    rc = math.sqrt(-math.log(1e-10)) / alpha
+    real = sum(q * erfc(alpha * r) / r for q, f in zip(fw.charges, fw.frac) for n in np.ndindex(9, 9, 9)
+               if (r := np.linalg.norm(point - (f + np.array(n) - 4) @ fw.lattice)) < rc)
+    recip, vol = 0.0, abs(np.linalg.det(fw.lattice))
+    b = 2 * np.pi * np.linalg.inv(fw.lattice).T
+    for h in np.ndindex(25, 25, 25):
+        k = (np.array(h) - 12) @ b
+        k2 = k @ k
+        if k2 == 0 or k2 > (2 * alpha * math.sqrt(-math.log(1e-10))) ** 2:
+            continue
+        s = sum(q * math.cos(k @ (point - f @ fw.lattice)) for q, f in zip(fw.charges, fw.frac))
+        recip += math.exp(-k2 / (4 * alpha ** 2)) / k2 * s
+    return (real + 4 * math.pi / vol * recip) * COULOMB_K_A
+
+
+def test_grid_nodes_equal_direct_sums_in_a_triclinic_cell():
+    fw = _triclinic()
+    grids = energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.5, dtype="float64"))
+    rng = np.random.default_rng(1)
+    checked = 0
+    for idx in rng.integers(0, grids.shape, size=(40, 3)):
+        point = (idx / np.array(grids.shape)) @ fw.lattice
+        ref = _brute_lj(fw, CO2.sites[1], point)
+        if ref > 1e4:  # inside an atom: stored capped, overlap anyway
+            continue
+        checked += 1
+        assert float(grids.lj["C_co2"][tuple(idx)]) == pytest.approx(ref, rel=1e-9, abs=1e-6)
+    assert checked >= 20
+    for idx in rng.integers(0, grids.shape, size=(4, 3)):
+        point = (idx / np.array(grids.shape)) @ fw.lattice
+        # 1e-6 precision in each Ewald part: a few 1e-6 of the potential's scale (q e / A ~ 1e5 K/e)
+        assert float(grids.potential[tuple(idx)]) == pytest.approx(_brute_potential(fw, point), abs=2.0)
+
+
+def test_reciprocal_potential_gives_the_madelung_constant_of_rock_salt():
+    a = 5.64
+    frac = np.array([[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    fw = Framework(np.eye(3) * a, frac, ("Na",) * 4 + ("Cl",) * 4, np.array([1.0] * 4 + [-1.0] * 4))
+    alpha = ewald_alpha(a, 1e-12)
+    phi_rec = float(reciprocal_potential(fw, (32, 32, 32), alpha, 1e-12)[0, 0, 0]) / COULOMB_K_A
+    real = sum(q * erfc(alpha * r) / r for q, f in zip(fw.charges, frac) for n in np.ndindex(5, 5, 5)
+               if 0 < (r := np.linalg.norm((f + np.array(n) - 2) * a)) < 3 * a)
+    at_na = real + phi_rec - 2 * alpha / math.sqrt(math.pi)  # the ion's own Gaussian removed
+    assert at_na * (a / 2) == pytest.approx(-1.747565, abs=1e-5)
+
+
+def test_interpolation_is_exact_at_nodes_and_third_order_between():
+    grid = torch.sin(2 * math.pi * torch.arange(40, dtype=torch.float64) / 40)[:, None, None].expand(40, 4, 4).clone()
+    nodes = torch.tensor([[3 / 40, 0.0, 0.0], [17 / 40, 0.25, 0.5]], dtype=torch.float64)
+    for method in ("linear", "cubic"):
+        assert torch.allclose(interpolate(grid, nodes, method)[0], grid[[3, 17], [0, 1], [0, 2]])
+    x = torch.rand((500, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = torch.sin(2 * math.pi * x[:, 0])
+    cubic = (interpolate(grid, x, "cubic")[0] - exact).abs().max()
+    linear = (interpolate(grid, x, "linear")[0] - exact).abs().max()
+    assert cubic < 1e-3 < linear
+
+
+def test_henry_coefficient_of_one_attractive_atom_matches_the_exact_integral():
+    """One framework atom in a cell wider than twice the (here short) cutoff and a strongly bound one-site
+    guest: <W> = 1 + (4 pi / V) int_0^rc (exp(-u_shifted / T) - 1) r^2 dr exactly."""
+    L, T, rc = 11.0, 150.0, 5.0
+    fw = Framework(np.eye(3) * L, np.array([[0.5, 0.5, 0.5]]), ("C",), np.zeros(1), mass_amu=12.011)
+    guest = Guest("X", (Site("X", "Ar", 0.0, LennardJones(3.4, 3000.0), 0.0),), 150.0, 4.8e6, 0.0)
+    c = framework_lj("C")
+    eps, sig = math.sqrt(3000.0 * c.epsilon), 0.5 * (3.4 + c.sigma)
+    lj = lambda r: 4 * eps * ((sig / r) ** 12 - (sig / r) ** 6)  # noqa: E731
+    integral, _ = integrate.quad(lambda r: (math.exp(min(-(lj(r) - lj(rc)) / T, 700)) - 1) * r * r, 1.0, rc,
+                                 limit=400)
+    w_exact = 1 + 4 * math.pi * (integral - 1.0 / 3.0) / L ** 3  # (r < 1 A: exp(-u) = 0, so -r^3/3)
+    grids = energy_grids(fw, guest.sites, GridSettings(spacing_A=0.1, cutoff_A=rc))
+    result = widom(grids, guest, WidomSettings(target=0.01, block=20_000, max_insertions=2_000_000,
+                                               temperature=T, seed=3))
+    rho = 12.011e-3 / (6.02214076e23 * L ** 3 * 1e-30)
+    w = result.kh * 8.314462618 * T * rho
+    assert w_exact > 1.25  # the well matters (an empty cell gives 1): the test could fail
+    assert w - 1 == pytest.approx(w_exact - 1, rel=0.05)  # the excess over an empty cell, within 5 %
+    assert result.converged and result.kh_ci95 / result.kh <= 0.01
+
+
+def test_same_seed_same_result_and_blocked_pockets_lower_k_h():
+    fw = _triclinic()
+    grids = energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.4))
+    settings = WidomSettings(target=0.5, block=1000, max_insertions=5000, seed=7)
+    a, b = widom(grids, CO2, settings), widom(grids, CO2, settings)
+    assert a.kh == b.kh and a.insertions == 5000
+    blocked = Framework(fw.lattice, fw.frac, fw.elements, fw.charges, np.array([[0.5, 0.5, 0.5, 4.0]]), fw.mass_amu)
+    grids.framework = blocked
+    assert widom(grids, CO2, settings).kh < a.kh
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_grids_agree_with_cpu():
+    fw = _triclinic()
+    cpu = energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.4))
+    gpu = energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.4, device="cuda"))
+    assert torch.allclose(cpu.lj["O_co2"], gpu.lj["O_co2"].cpu(), rtol=1e-4, atol=1e-2)
+    assert widom(gpu, CO2, WidomSettings(block=1000, max_insertions=5000)).kh > 0
+
+
+def test_the_oracle_runs_the_henry_level_on_grids_and_agrees_with_raspa(irmof1):
+    from discovery.oracle.core import Oracle, OracleSettings
+
+    grid = Oracle(OracleSettings(charges="none", engine="grid", grid_spacing=0.25)).evaluate(irmof1, ("henry",))
+    raspa = Oracle(OracleSettings(charges="none", first_cycles=300, max_cycles=300, qst_cycles=0)).evaluate(
+        irmof1, ("henry",))
+    record = grid.to_dict()
+    henry = record["henry"]
+    assert henry["engine"] == "grid" and record["settings"]["engine"] == "grid"
+    assert henry["co2"]["converged"] and henry["co2"]["ci95"] / henry["co2"]["kh_mol_kg_pa"] <= 0.05
+    assert 5.0 < henry["co2"]["qst_kj_mol"] < 40.0
+    for guest in ("co2", "n2"):
+        ref = raspa.properties["henry"][guest]["kh_mol_kg_pa"]
+        assert henry[guest]["kh_mol_kg_pa"] == pytest.approx(ref, rel=0.12)
