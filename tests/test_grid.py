@@ -60,9 +60,12 @@ def _brute_potential(fw: Framework, point: np.ndarray, alpha: float = 0.42) -> f
     return (real + 4 * math.pi / vol * recip) * COULOMB_K_A
 
 
-def test_grid_nodes_equal_direct_sums_in_a_triclinic_cell():
+@pytest.mark.parametrize("spacing, tolerance_K", [(0.5, 1e-6), (0.2, 0.5)])
+def test_grid_nodes_equal_direct_sums_in_a_triclinic_cell(spacing, tolerance_K):
+    """At the coarse grid's spacing every node is an exact sum; finer, the far part is Fourier-resampled
+    (measured: at most 0.13 K off)."""
     fw = _triclinic()
-    grids = energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.5, dtype="float64"))
+    grids = energy_grids(fw, CO2.sites, GridSettings(spacing_A=spacing, dtype="float64"))
     rng = np.random.default_rng(1)
     checked = 0
     for idx in rng.integers(0, grids.shape, size=(40, 3)):
@@ -71,7 +74,7 @@ def test_grid_nodes_equal_direct_sums_in_a_triclinic_cell():
         if ref > 1e4:  # inside an atom: stored capped, overlap anyway
             continue
         checked += 1
-        assert float(grids.lj["C_co2"][tuple(idx)]) == pytest.approx(ref, rel=1e-9, abs=1e-6)
+        assert float(grids.lj["C_co2"][tuple(idx)]) == pytest.approx(ref, abs=tolerance_K)
     assert checked >= 20
     for idx in rng.integers(0, grids.shape, size=(4, 3)):
         point = (idx / np.array(grids.shape)) @ fw.lattice

@@ -34,7 +34,7 @@ from discovery.oracle.box import CUTOFF_A, Box
 COULOMB_K_A = 167101.00  # e^2 / (4 pi eps0 k_B), in K * Angstrom
 CAP_K = 1.0e7  # grid energies above this are stored as this (inside an atom: overlap whatever the value)
 MIN_DISTANCE_A = 0.5  # closer pairs are evaluated at this distance (overlap anyway; keeps floats finite)
-BLOCK_A = 3.0  # edge of the blocks of grid points summed at once
+BLOCK_A = 3.0  # edge of the blocks of coarse-grid points summed at once (fine grid: near_A / 2.5)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ class GridSettings:
     spacing_A: float = 0.15
     cutoff_A: float = CUTOFF_A
     ewald_precision: float = 1e-6
-    real_space_cutoff_A: float = 8.0  # Ewald real-space cutoff (the potential is independent of it)
+    near_A: float = 5.0  # pairs closer than this are summed on the fine grid (and the Ewald real-space cutoff)
+    far_spacing_A: float = 0.5  # the smooth rest of the Lennard-Jones sum: on a coarse grid, Fourier-resampled
     dtype: str = "float64"
     device: str = "cpu"
 
@@ -128,28 +129,60 @@ def site_types(sites: Sequence[Site]) -> dict[str, Site]:
 
 
 def energy_grids(fw: Framework, sites: Sequence[Site], settings: GridSettings = GridSettings()) -> EnergyGrids:
-    """The grids of ``fw`` for every Lennard-Jones site type among ``sites`` (and the potential when charged)."""
+    """The grids of ``fw`` for every Lennard-Jones site type among ``sites`` (and the potential when charged).
+
+    Cost is what a screening engine cannot afford to waste: each pair potential is split at ``near_A`` into
+    a near part (exact, fine grid, few neighbours) and a far part that is smooth by construction (the
+    potential beyond ``near_A``, continued inside it by a quadratic in r^2 matching its value and slope),
+    summed over every image within the cutoff on a coarse grid and Fourier-resampled onto the fine one.
+    The Coulomb potential splits the same way, Ewald's own way: erfc near, reciprocal space by FFT."""
     t0 = time.process_time()
     dev, dt = torch.device(settings.device), getattr(torch, settings.dtype)
     shape = grid_shape(fw.lattice, settings.spacing_A)
+    far_shape = grid_shape(fw.lattice, max(settings.spacing_A, settings.far_spacing_A))
     types = site_types(sites)
-    alpha = ewald_alpha(settings.real_space_cutoff_A, settings.ewald_precision)
-    lj = {name: torch.empty(shape, dtype=dt, device=dev) for name in types}
-    real = torch.zeros(shape, dtype=dt, device=dev) if fw.charged else None
-    pair = _PairTables(fw, types, settings.cutoff_A, dt, dev)
-    images = _ImageAtoms(fw, settings.cutoff_A + BLOCK_A)
-    for sl, points in _blocks(fw.lattice, shape, dt, dev):
-        near = images.near(points, settings.cutoff_A)
-        energies, phi = pair.block(points, images.cart[near], images.atom[near], alpha,
-                                   settings.real_space_cutoff_A if real is not None else 0.0)
-        for k, name in enumerate(types):
-            lj[name][sl] = energies[:, k].reshape(lj[name][sl].shape).clamp(max=CAP_K)
-        if real is not None:
-            real[sl] = phi.reshape(real[sl].shape)
+    near = min(settings.near_A, settings.cutoff_A)
+    alpha = ewald_alpha(near, settings.ewald_precision)
+    pair = _PairTables(fw, types, settings.cutoff_A, near, dt, dev)
+    lj_near, real = _sum_on_grid(fw, pair, shape, near, near / 2.5, alpha if fw.charged else 0.0, "near")
+    lj_far, _ = _sum_on_grid(fw, pair, far_shape, settings.cutoff_A, BLOCK_A, 0.0, "far")
+    lj = {name: (lj_near[..., k] + _resample(lj_far[..., k], shape)).clamp_(max=CAP_K)
+          for k, name in enumerate(types)}
     potential = None
-    if real is not None:
+    if fw.charged:
         potential = real + reciprocal_potential(fw, shape, alpha, settings.ewald_precision, dt, dev)
     return EnergyGrids(fw, settings, shape, lj, potential, time.process_time() - t0)
+
+
+def _sum_on_grid(fw: Framework, pair: "_PairTables", shape: tuple[int, int, int], reach: float, block: float,
+                 alpha: float, part: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(nodes..., types) Lennard-Jones ``part`` and, when ``alpha``, the real-space Ewald potential."""
+    lj = torch.empty((*shape, len(pair.types)), dtype=pair.dtype, device=pair.device)
+    real = torch.zeros(shape, dtype=pair.dtype, device=pair.device) if alpha else None
+    images = _ImageAtoms(fw, reach + block)
+    for sl, points in _blocks(fw.lattice, shape, block, pair.dtype, pair.device):
+        nearby = images.near(points, reach)
+        energies, phi = pair.block(points, images.cart[nearby], images.atom[nearby], part, alpha)
+        lj[sl] = energies.reshape(*lj[sl].shape)
+        if real is not None:
+            real[sl] = phi.reshape(real[sl].shape)
+    return lj, real
+
+
+def _resample(grid: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A smooth periodic grid on a finer one: its Fourier coefficients, zero-padded (exact for a field with
+    no higher frequencies; the far part has none to speak of)."""
+    if tuple(grid.shape) == tuple(shape):
+        return grid
+    coef = torch.fft.fftn(grid.to(torch.float64))
+    out = torch.zeros(shape, dtype=coef.dtype, device=grid.device)
+    keep = [(n - 1) // 2 for n in grid.shape]  # frequencies -k..k of each axis (an even grid's Nyquist dropped)
+    for corner in np.ndindex(2, 2, 2):
+        src = tuple(slice(0, k + 1) if c == 0 else slice(n - k, n) for c, k, n in zip(corner, keep, grid.shape))
+        dst = tuple(slice(0, k + 1) if c == 0 else slice(m - k, m) for c, k, m in zip(corner, keep, shape))
+        out[dst] = coef[src]
+    scale = float(np.prod(shape)) / float(np.prod(grid.shape))
+    return (torch.fft.ifftn(out).real * scale).to(grid.dtype)
 
 
 def ewald_alpha(real_cutoff: float, precision: float) -> float:
@@ -168,16 +201,16 @@ def reciprocal_potential(fw: Framework, shape: tuple[int, int, int], alpha: floa
     if any(2 * h + 1 > n for h, n in zip(hmax, shape)):
         raise DiscoveryError(f"grid {shape} too coarse for the Ewald k-vectors (|h| <= {hmax}); use a finer "
                              "spacing or a longer real-space cutoff")
-    axes = [np.arange(-h, h + 1) for h in hmax]
-    H = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    # S(h) = sum_j q_j exp(-2 pi i h.f_j) for every h in the box |h_i| <= hmax_i, as two matrix products
+    # over separable phases (the k-vectors are many when the real-space part is short: cheap this way)
+    e = [np.exp(-2j * np.pi * np.outer(np.arange(-h, h + 1), fw.frac[:, d])) for d, h in enumerate(hmax)]
+    ab = (e[0][:, None, :] * e[1][None, :, :] * fw.charges).reshape(-1, len(fw.charges))
+    S = (ab @ e[2].T).reshape(*(2 * h + 1 for h in hmax))
+    H = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in hmax], indexing="ij"), axis=-1)
     k = H @ recip
-    k2 = np.einsum("ij,ij->i", k, k)
+    k2 = np.einsum("...i,...i->...", k, k)
     keep = (k2 > 0) & (k2 <= kmax * kmax)
-    H, k2 = H[keep], k2[keep]
-    # S(k) by separable phases: exp(-2 pi i h.f) = prod over axes
-    phases = [np.exp(-2j * np.pi * np.outer(np.arange(-h, h + 1), fw.frac[:, d])) for d, h in enumerate(hmax)]
-    S = np.einsum("ij,ij,ij,j->i", phases[0][H[:, 0] + hmax[0]], phases[1][H[:, 1] + hmax[1]],
-                  phases[2][H[:, 2] + hmax[2]], fw.charges)
+    H, k2, S = H[keep], k2[keep], S[keep]
     coef = np.zeros(shape, dtype=complex)
     coef[H[:, 0] % shape[0], H[:, 1] % shape[1], H[:, 2] % shape[2]] = (
         4.0 * np.pi / fw.volume_A3 * np.exp(-k2 / (4 * alpha * alpha)) / k2 * S)
@@ -212,48 +245,56 @@ class _ImageAtoms:
 
 
 class _PairTables:
-    """Per (site type, framework atom): Lorentz-Berthelot 4 eps sigma^12, 4 eps sigma^6 and the shift at
-    the cutoff, so that a block's energies are two matrix products."""
+    """Per (site type, framework atom): Lorentz-Berthelot 4 eps sigma^12, 4 eps sigma^6, the shift at the
+    cutoff and the far part's quadratic continuation c0 + c1 r^2 inside ``near``, so that a block's energies
+    are a few matrix products."""
 
-    def __init__(self, fw: Framework, types: dict[str, Site], cutoff: float, dtype, device) -> None:
+    def __init__(self, fw: Framework, types: dict[str, Site], cutoff: float, near: float, dtype, device) -> None:
         params = {el: framework_lj(el) for el in set(fw.elements)}
         eps = np.array([[math.sqrt(s.lj.epsilon * params[el].epsilon) for el in fw.elements] for s in types.values()])
         sig = np.array([[0.5 * (s.lj.sigma + params[el].sigma) for el in fw.elements] for s in types.values()])
         a12, b6 = 4.0 * eps * sig ** 12, 4.0 * eps * sig ** 6
         shift = a12 / cutoff ** 12 - b6 / cutoff ** 6
-        as_t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-        self.a12, self.b6, self.shift = as_t(a12.T), as_t(b6.T), as_t(shift.T)  # (atoms, types)
-        self.q = as_t(fw.charges)
-        self.cutoff2 = cutoff * cutoff
+        u_near = a12 / near ** 12 - b6 / near ** 6 - shift
+        slope = -12.0 * a12 / near ** 13 + 6.0 * b6 / near ** 7
+        c1 = slope / (2.0 * near)
+        c0 = u_near - c1 * near * near
+        as_t = lambda x: torch.as_tensor(x.T, dtype=dtype, device=device)  # noqa: E731  (atoms, types)
+        self.a12, self.b6, self.shift, self.c0, self.c1 = map(as_t, (a12, b6, shift, c0, c1))
+        self.q = torch.as_tensor(fw.charges, dtype=dtype, device=device)
+        self.types, self.cutoff2, self.near2 = list(types), cutoff * cutoff, near * near
         self.dtype, self.device = dtype, device
 
-    def block(self, points: torch.Tensor, cart: np.ndarray, atom: np.ndarray, alpha: float,
-              real_cutoff: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(points, types) Lennard-Jones energies (K) and (points,) real-space Ewald potential (K / e)."""
+    def block(self, points: torch.Tensor, cart: np.ndarray, atom: np.ndarray, part: str, alpha: float = 0.0
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(points, types) Lennard-Jones energies (K), ``part`` "near" or "far", and with ``alpha`` the
+        real-space Ewald potential (K / e) of the pairs within ``near``."""
+        zeros = lambda *shape: torch.zeros(shape, dtype=self.dtype, device=self.device)  # noqa: E731
         if len(atom) == 0:
-            zeros = torch.zeros((len(points), self.a12.shape[1]), dtype=self.dtype, device=self.device)
-            return zeros, torch.zeros(len(points), dtype=self.dtype, device=self.device)
+            return zeros(len(points), len(self.types)), (zeros(len(points)) if alpha else None)
         x = torch.as_tensor(cart, dtype=self.dtype, device=self.device)
         idx = torch.as_tensor(atom, device=self.device)
         # |p - x|^2 through one matrix product (what cdist does); the clamp also absorbs its rounding
         d2 = ((points * points).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2.0 * points @ x.T)
         d2 = d2.clamp_(min=MIN_DISTANCE_A ** 2)
-        inside = d2 < self.cutoff2
+        close = (d2 < self.near2).to(self.dtype)
+        inside = (d2 < self.cutoff2).to(self.dtype) - close if part == "far" else close
         inv2 = d2.reciprocal().mul_(inside)
         inv6 = inv2 * inv2 * inv2
-        lj = (inv6 * inv6) @ self.a12[idx] - inv6 @ self.b6[idx] - inside.to(self.dtype) @ self.shift[idx]
-        if not real_cutoff:
+        lj = (inv6 * inv6) @ self.a12[idx] - inv6 @ self.b6[idx] - inside @ self.shift[idx]
+        quadratic = close @ self.c0[idx] + (d2 * close) @ self.c1[idx]
+        lj = lj + quadratic if part == "far" else lj - quadratic
+        if not alpha:
             return lj, None
-        near = d2 < real_cutoff * real_cutoff
         r = d2.sqrt_()
-        kernel = torch.erfc(r * alpha).div_(r).mul_(near)
+        kernel = torch.erfc(r * alpha).div_(r).mul_(close)
         return lj, (kernel @ self.q[idx]) * COULOMB_K_A
 
 
-def _blocks(lattice: np.ndarray, shape: tuple[int, int, int], dtype, device):
-    """(slice of the grid, Cartesian positions of its nodes) for blocks of about ``BLOCK_A`` per edge."""
+def _blocks(lattice: np.ndarray, shape: tuple[int, int, int], edge: float, dtype, device):
+    """(slice of the grid, Cartesian positions of its nodes) for blocks of about ``edge`` A per side."""
     lat = torch.as_tensor(lattice, dtype=dtype, device=device)
-    steps = [max(1, int(round(BLOCK_A / (np.linalg.norm(v) / n)))) for v, n in zip(lattice, shape)]
+    steps = [max(1, int(round(edge / (np.linalg.norm(v) / n)))) for v, n in zip(lattice, shape)]
     for i in range(0, shape[0], steps[0]):
         for j in range(0, shape[1], steps[1]):
             for k in range(0, shape[2], steps[2]):
@@ -262,38 +303,3 @@ def _blocks(lattice: np.ndarray, shape: tuple[int, int, int], dtype, device):
                 axes = [torch.arange(s.start, s.stop, dtype=dtype, device=device) / n for s, n in zip(sl, shape)]
                 frac = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
                 yield sl, frac @ lat
-
-
-def direct_energies(fw: Framework, sites: Sequence[Site], cart: np.ndarray, settings: GridSettings = GridSettings()
-                    ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Lennard-Jones energies (points, types) and the Ewald potential (points,) at arbitrary Cartesian points
-    by direct summation (real space) and an explicit k-sum: the reference the grids are tested against."""
-    dt = getattr(torch, settings.dtype)
-    types = site_types(sites)
-    alpha = ewald_alpha(settings.real_space_cutoff_A, settings.ewald_precision)
-    pair = _PairTables(fw, types, settings.cutoff_A, dt, "cpu")
-    images = _ImageAtoms(fw, settings.cutoff_A + 1.0)
-    lj_out, phi_out = [], []
-    for p in np.asarray(cart, dtype=float):
-        pt = torch.as_tensor(p[None, :], dtype=dt)
-        near = images.near(pt, settings.cutoff_A)
-        lj, phi = pair.block(pt, images.cart[near], images.atom[near], alpha,
-                             settings.real_space_cutoff_A if fw.charged else 0.0)
-        lj_out.append(lj[0].numpy())
-        if phi is not None:
-            phi_out.append(float(phi[0]) + _reciprocal_at(fw, p, alpha, settings.ewald_precision))
-    return np.array(lj_out), (np.array(phi_out) if fw.charged else None)
-
-
-def _reciprocal_at(fw: Framework, point: np.ndarray, alpha: float, precision: float) -> float:
-    kmax = 2.0 * alpha * math.sqrt(-math.log(precision))
-    hmax = [int(math.floor(kmax * np.linalg.norm(v) / (2.0 * math.pi))) for v in fw.lattice]
-    H = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in hmax], indexing="ij"), -1).reshape(-1, 3)
-    k = H @ (2.0 * np.pi * np.linalg.inv(fw.lattice).T)
-    k2 = np.einsum("ij,ij->i", k, k)
-    keep = (k2 > 0) & (k2 <= kmax * kmax)
-    k, k2 = k[keep], k2[keep]
-    cart = fw.frac @ fw.lattice
-    S = np.exp(-1j * k @ cart.T) @ fw.charges
-    value = np.sum(np.exp(-k2 / (4 * alpha * alpha)) / k2 * (S * np.exp(1j * k @ point)).real)
-    return float(4.0 * np.pi / fw.volume_A3 * value * COULOMB_K_A)

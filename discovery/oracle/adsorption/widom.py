@@ -10,7 +10,11 @@ An insertion is an overlap (W = 0) when a site's trilinear Lennard-Jones energy 
 (inside an atom, where interpolation means nothing), or when the guest's centre lies in a
 blocked pocket (the pockets a CO2 probe cannot reach, as RASPA3 is given them).
 
-Statistics: insertions come in blocks of ``block`` (independent, seeded); the 95 % interval is Student's t
+Importance sampling: half the centres are drawn uniformly, half where the grids say the guest binds
+(``_Sampler._importance``), each insertion weighted by the inverse of its density, which keeps the estimate
+unbiased and cuts the insertions a 5 % interval needs where a few strong sites dominate.
+
+Statistics: insertions come in independent, seeded blocks of ``block``; the 95 % interval is Student's t
 over the block means (ratio estimator for Q_st). Adaptive: blocks are added until the relative half-width of
 K_H reaches ``target`` or ``max_insertions`` is spent, never stopping in between; ``converged`` says which.
 """
@@ -32,6 +36,8 @@ from discovery.oracle.adsorption.grid import EnergyGrids, GridSettings, energy_g
 GAS_CONSTANT = 8.314462618  # J / (mol K)
 AVOGADRO = 6.02214076e23
 MIN_BLOCKS = 5
+IMPORTANCE_MIX = 0.5  # share of centres drawn where the grids say W is large (the rest: uniform)
+IMPORTANCE_TEMPERING = 0.8  # g in exp(-g U / k_B T): flatter than Boltzmann, the guest is not a point
 
 Interpolation = Literal["linear", "cubic"]
 
@@ -88,12 +94,12 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
     sampler = _Sampler(grids, guest, settings, gen)
     sums: list[tuple[float, float, int]] = []  # per block: sum W, sum U W, overlaps
     while True:
-        sums.append(sampler.block(settings.block))
-        n = len(sums) * settings.block
+        sums.append(sampler.block(sampler.size))
+        n = len(sums) * sampler.size
         kh_rel = _relative_half_width(np.array([s[0] for s in sums]))
-        if len(sums) >= MIN_BLOCKS and (kh_rel <= settings.target or n + settings.block > settings.max_insertions):
+        if len(sums) >= MIN_BLOCKS and (kh_rel <= settings.target or n + sampler.size > settings.max_insertions):
             break
-    w, uw = np.array([s[0] for s in sums]) / settings.block, np.array([s[1] for s in sums]) / settings.block
+    w, uw = np.array([s[0] for s in sums]) / sampler.size, np.array([s[1] for s in sums]) / sampler.size
     fw, T = grids.framework, settings.temperature
     rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
     to_kh = 1.0 / (GAS_CONSTANT * T * rho)
@@ -127,12 +133,18 @@ class _Sampler:
         # insertion costs one interpolation per site and overlap is judged on the site's whole energy
         self.site_grids = [grids.site_energy(site) for site in guest.sites]
         self.pockets = as_t(fw.pockets) if len(fw.pockets) else None
+        self.size = settings.block
+        self._importance(grids.shape, settings)
 
     def block(self, n: int) -> tuple[float, float, int]:
         """Sum of W and of U W over ``n`` insertions, and how many overlapped."""
         # drawn in double whatever the grids' precision, so that precisions compare on the same insertions
         opts = dict(generator=self.gen, dtype=torch.float64, device=self.dev)
-        centre_frac = torch.rand((n, 3), **opts).to(self.dt)
+        node = torch.searchsorted(self.cdf, torch.rand(n, **opts)).clamp_(max=len(self.cdf) - 1)
+        factor = 1.0 / (len(self.cdf) * self.prob[node])  # W / (N p): unbiased for the cell average
+        ijk = torch.stack([node // (self.shape[1] * self.shape[2]), (node // self.shape[2]) % self.shape[1],
+                           node % self.shape[2]], -1).to(torch.float64)
+        centre_frac = ((ijk + torch.rand((n, 3), **opts) - 0.5) / self.shape_t).to(self.dt)
         axis = torch.randn((n, 3), **opts).to(self.dt)
         axis = axis / axis.norm(dim=1, keepdim=True)
         centre = centre_frac @ self.lattice
@@ -148,8 +160,23 @@ class _Sampler:
             overlap |= self._in_pocket(centre_frac)
         zero = torch.zeros((), dtype=self.dt, device=self.dev)
         energy = torch.where(overlap, zero, energy).double()
-        w = torch.where(overlap, zero.double(), torch.exp(-energy.clamp(min=-1e5) / self.s.temperature))
+        w = torch.where(overlap, zero.double(), torch.exp(-energy.clamp(min=-1e5) / self.s.temperature)) * factor
         return float(w.sum()), float((w * energy).sum()), int(overlap.sum())
+
+    def _importance(self, shape: tuple[int, int, int], settings: WidomSettings) -> None:
+        """Where centres are drawn: a voxel around each node with probability p = (1 - l) / N + l q, q
+        proportional to exp(-g U_centre / k_B T), U_centre the guest's site energies all put at the node
+        (a tempered guess of where W is large); half uniform (l = 0.5), so that no region is starved and
+        the variance is at most twice that of uniform insertion. Each insertion is weighted 1 / (N p)."""
+        grids = [g for g in self.site_grids if g is not None]
+        energy = sum(g.double() for g in grids) if grids else torch.zeros(shape, dtype=torch.float64)
+        logits = (-IMPORTANCE_TEMPERING * energy.reshape(-1).clamp(-2e4, 2e4) / settings.temperature)
+        q = torch.softmax(logits, dim=0)
+        self.prob = (1.0 - IMPORTANCE_MIX) / q.numel() + IMPORTANCE_MIX * q
+        self.cdf = torch.cumsum(self.prob, 0)
+        self.cdf /= self.cdf[-1].clone()
+        self.shape = shape
+        self.shape_t = torch.tensor(shape, dtype=torch.float64, device=self.dev)
 
     def _in_pocket(self, frac: torch.Tensor) -> torch.Tensor:
         d = frac[:, None, :] - self.pockets[None, :, :3]
