@@ -35,7 +35,7 @@ def benchmark_geometry(reference: str | Path) -> dict[str, Any]:
     """
     from discovery.oracle.geometry.zeo import compute_geometry
 
-    table, structures = _reference(reference)
+    table, structures = reference_set(reference)
     published = {row["name"]: row for row in table}
     rows = {}
     for name, row in sorted(published.items()):
@@ -61,7 +61,7 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None, md: bool
     from discovery.oracle.core import Oracle, OracleSettings
     from discovery.oracle.adsorption.raspa import adaptive_uptake, simulation_box
 
-    table, structures = _reference(reference)
+    table, structures = reference_set(reference)
     published = {(r["name"], r["charges"]): r for r in table}
     rows, uptakes, henry_cpu, flue_cpu = [], [], [], []
     for name, mof in sorted(structures.items()):
@@ -104,7 +104,7 @@ def benchmark_oracle(reference: str | Path, workers: int | None = None, md: bool
     return out
 
 
-def _reference(reference: str | Path) -> tuple[list[dict[str, str]], dict[str, Any]]:
+def reference_set(reference: str | Path) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """Rows of ``co2_298K.csv`` and each named framework read from ``structures/NAME_DDEC.cif``."""
     import csv
 

@@ -162,3 +162,16 @@ def test_the_oracle_runs_the_henry_level_on_grids_and_agrees_with_raspa(irmof1):
     for guest in ("co2", "n2"):
         ref = raspa.properties["henry"][guest]["kh_mol_kg_pa"]
         assert henry[guest]["kh_mol_kg_pa"] == pytest.approx(ref, rel=0.12)
+
+
+def test_engine_comparison_refuses_an_unknown_charge_model_or_structure(irmof1, tmp_path, capsys):
+    from agents.cli.main import main
+
+    (tmp_path / "structures").mkdir()
+    irmof1.to_cif(tmp_path / "structures" / "IRMOF-1_DDEC.cif")
+    (tmp_path / "co2_298K.csv").write_text("name,charges,kh_co2_mol_kg_pa,kh_n2_mol_kg_pa\nIRMOF-1,none,1e-5,2e-6\n")
+    bench = ["benchmark", "oracle", "--reference", str(tmp_path), "--compare-engines"]
+    assert main([*bench, "--charges", "ddec"]) == 2
+    assert "unknown charge model(s) ['ddec']" in capsys.readouterr().err
+    assert main([*bench, "--names", "MOF-5"]) == 2
+    assert "not in the reference set: ['MOF-5']; it has ['IRMOF-1']" in capsys.readouterr().err

@@ -225,27 +225,26 @@ class Oracle:
             heat = heat_of_adsorption(mof, CO2, cycles=s.qst_cycles, **common)
             out["co2"].update(qst_kj_mol=heat.qst_kj_mol, qst_ci95=heat.ci95, qst_cycles=heat.cycles)
         out["kh_ratio_co2_n2"] = runs["co2"].kh / runs["n2"].kh
-        out.update(engine="raspa", **_box_record(box))
+        engine_cpu = sum(r.cpu_s for r in runs.values()) + (heat.cpu_s if s.qst_cycles > 0 else 0.0)
+        out.update(engine="raspa", engine_cpu_s=round(engine_cpu, 3), **_box_record(box))
         return out
 
     def _grid_henry(self, mof: MOF) -> dict[str, Any]:
         """The henry level on energy grids: K_H of CO2 and N2 and the CO2 Q_st from the same insertions."""
-        from discovery.oracle.adsorption.grid import Framework, GridSettings, energy_grids
-        from discovery.oracle.adsorption.widom import WidomSettings, widom
+        from discovery.oracle.adsorption.grid import Framework, GridSettings
+        from discovery.oracle.adsorption.widom import WidomSettings, grid_henry
 
         s, box = self.settings, self.box(mof)
-        grids = energy_grids(Framework.from_box(box), [*CO2.sites, *N2.sites],
-                             GridSettings(spacing_A=s.grid_spacing, device=s.device))
-        out: dict[str, Any] = {}
-        for k, guest in enumerate((CO2, N2)):
-            r = widom(grids, guest, WidomSettings(target=s.target, max_insertions=s.grid_max_insertions,
-                                                  temperature=s.temperature, seed=s.seed + k))
-            out[guest.name.lower()] = {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "insertions": r.insertions,
-                                       "converged": r.converged, "target": r.target}
-            if guest is CO2:
-                out["co2"].update(qst_kj_mol=r.qst_kj_mol, qst_ci95=r.qst_ci95)
-        out["kh_ratio_co2_n2"] = out["co2"]["kh_mol_kg_pa"] / out["n2"]["kh_mol_kg_pa"]
-        out.update(engine="grid", grid_shape=list(grids.shape), grid_cpu_s=round(grids.cpu_s, 3), **_box_record(box))
+        runs = grid_henry(Framework.from_box(box), (CO2, N2), GridSettings(spacing_A=s.grid_spacing, device=s.device),
+                          WidomSettings(target=s.target, max_insertions=s.grid_max_insertions,
+                                        temperature=s.temperature, seed=s.seed))
+        co2, n2 = runs["CO2"], runs["N2"]
+        out: dict[str, Any] = {g.lower(): {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "insertions": r.insertions,
+                                           "converged": r.converged, "target": r.target} for g, r in runs.items()}
+        out["co2"].update(qst_kj_mol=co2.qst_kj_mol, qst_ci95=co2.qst_ci95)
+        out["kh_ratio_co2_n2"] = co2.kh / n2.kh
+        out.update(engine="grid", engine_cpu_s=round(co2.grid_cpu_s + co2.cpu_s + n2.cpu_s, 3),
+                   grid_shape=co2.settings["grid_shape"], grid_cpu_s=round(co2.grid_cpu_s, 3), **_box_record(box))
         return out
 
     def _flue_gas(self, mof: MOF, _: OracleResult) -> dict[str, Any]:

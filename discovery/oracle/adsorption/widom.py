@@ -48,7 +48,7 @@ class WidomSettings:
 
     interpolation: Interpolation = "cubic"
     overlap_K: float = 1.0e4  # a site whose trilinear energy is above this overlaps (W < e^-33 at 298 K)
-    block: int = 20_000
+    block: int = 10_000
     target: float = 0.05
     max_insertions: int = 2_000_000
     temperature: float = 298.0
@@ -94,12 +94,12 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
     sampler = _Sampler(grids, guest, settings, gen)
     sums: list[tuple[float, float, int]] = []  # per block: sum W, sum U W, overlaps
     while True:
-        sums.append(sampler.block(sampler.size))
-        n = len(sums) * sampler.size
+        sums.append(sampler.block(settings.block))
+        n = len(sums) * settings.block
         kh_rel = _relative_half_width(np.array([s[0] for s in sums]))
-        if len(sums) >= MIN_BLOCKS and (kh_rel <= settings.target or n + sampler.size > settings.max_insertions):
+        if len(sums) >= MIN_BLOCKS and (kh_rel <= settings.target or n + settings.block > settings.max_insertions):
             break
-    w, uw = np.array([s[0] for s in sums]) / sampler.size, np.array([s[1] for s in sums]) / sampler.size
+    w, uw = np.array([s[0] for s in sums]) / settings.block, np.array([s[1] for s in sums]) / settings.block
     fw, T = grids.framework, settings.temperature
     rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
     to_kh = 1.0 / (GAS_CONSTANT * T * rho)
@@ -133,7 +133,6 @@ class _Sampler:
         # insertion costs one interpolation per site and overlap is judged on the site's whole energy
         self.site_grids = [grids.site_energy(site) for site in guest.sites]
         self.pockets = as_t(fw.pockets) if len(fw.pockets) else None
-        self.size = settings.block
         self._importance(grids.shape, settings)
 
     def block(self, n: int) -> tuple[float, float, int]:
@@ -169,7 +168,7 @@ class _Sampler:
         (a tempered guess of where W is large); half uniform (l = 0.5), so that no region is starved and
         the variance is at most twice that of uniform insertion. Each insertion is weighted 1 / (N p)."""
         grids = [g for g in self.site_grids if g is not None]
-        energy = sum(g.double() for g in grids) if grids else torch.zeros(shape, dtype=torch.float64)
+        energy = sum(g.double() for g in grids) if grids else torch.zeros(shape, dtype=torch.float64, device=self.dev)
         logits = (-IMPORTANCE_TEMPERING * energy.reshape(-1).clamp(-2e4, 2e4) / settings.temperature)
         q = torch.softmax(logits, dim=0)
         self.prob = (1.0 - IMPORTANCE_MIX) / q.numel() + IMPORTANCE_MIX * q

@@ -1,0 +1,89 @@
+"""``discovery benchmark oracle --compare-engines``: the grid Widom engine against RASPA3, in one run.
+
+Each structure's henry level runs on both engines with the same charges, target and seed (RASPA3 Widom
+and the grid engine, ``discovery.oracle.adsorption.widom``); per structure and charge model the two K_H of
+CO2 and N2, their relative difference, each engine's CPU seconds and the speedup. The box (supercell,
+charges, blocked pockets) is the same for both and its cost is left out: each record's ``engine_cpu_s`` is
+what the engine itself spent (RASPA3's runs; the grids and the insertions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from discovery.structures.mof import MOF
+
+CHARGES = (("cif", "DDEC"), ("eqeq", "EQeq"), ("none", "none"))
+
+
+def compare_engines(structures: dict[str, MOF], charges: Iterable[tuple[str, str]] = CHARGES,
+                    published: dict[tuple[str, str], dict] | None = None, grid_spacing: float = 0.2,
+                    target: float = 0.05, progress: bool = True) -> dict[str, Any]:
+    """Both engines on every (structure, charge model); ``published``: (name, label) -> reference row."""
+    from tqdm import tqdm
+
+    from discovery.oracle.core import Oracle
+    from discovery.oracle.settings import OracleSettings
+
+    rows = []
+    jobs = [(name, mof, c) for name, mof in sorted(structures.items()) for c in charges]
+    for name, mof, (charge, label) in tqdm(jobs, desc="engines", disable=not progress):
+        if charge == "cif" and mof.charges is None:
+            continue
+        found = {}
+        for engine in ("raspa", "grid"):
+            oracle = Oracle(OracleSettings(charges=charge, engine=engine, grid_spacing=grid_spacing, target=target,
+                                           qst_cycles=0))
+            result = oracle.evaluate(mof, ("henry",))
+            found[engine] = (result, result.properties.get("henry", {}).get("engine_cpu_s", 0.0))
+        rows.append(_row(name, label, found, (published or {}).get((name, label))))
+    return _summary(rows)
+
+
+def _row(name: str, label: str, found: dict, reference: dict | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"structure": name, "charges": label}
+    for engine, (result, cpu) in found.items():
+        if result.failures:
+            row[f"{engine}_failure"] = result.failures["henry"]["message"]
+            continue
+        henry = result.properties["henry"]
+        row[f"{engine}_cpu_s"] = round(cpu, 2)
+        for guest in ("co2", "n2"):
+            row[f"{engine}_kh_{guest}"] = henry[guest]["kh_mol_kg_pa"]
+            row[f"{engine}_ci95_{guest}"] = round(henry[guest]["ci95"] / henry[guest]["kh_mol_kg_pa"], 4)
+    if "raspa_cpu_s" in row and "grid_cpu_s" in row:
+        for guest in ("co2", "n2"):
+            row[f"diff_{guest}"] = round(row[f"grid_kh_{guest}"] / row[f"raspa_kh_{guest}"] - 1.0, 4)
+            if reference:
+                want = float(reference[f"kh_{guest}_mol_kg_pa"])
+                row[f"grid_vs_published_{guest}"] = round(row[f"grid_kh_{guest}"] / want - 1.0, 4)
+        row["speedup_vs_raspa"] = round(row["raspa_cpu_s"] / max(row["grid_cpu_s"], 1e-9), 1)
+    return row
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    both = [r for r in rows if "speedup_vs_raspa" in r]
+    diffs = [abs(r[f"diff_{g}"]) for r in both for g in ("co2", "n2")]
+    out: dict[str, Any] = {"rows": rows, "compared": len(both)}
+    if both:
+        out.update(max_abs_diff=max(diffs), mean_abs_diff=round(sum(diffs) / len(diffs), 4),
+                   grid_cpu_s_per_mof=round(sum(r["grid_cpu_s"] for r in both) / len(both), 2),
+                   raspa_cpu_s_per_mof=round(sum(r["raspa_cpu_s"] for r in both) / len(both), 2),
+                   speedup_vs_raspa=round(sum(r["raspa_cpu_s"] for r in both) / sum(r["grid_cpu_s"] for r in both), 1))
+    return out
+
+
+def reference_structures(reference: str | Path, names: Iterable[str] = ()) -> tuple[dict, dict]:
+    """The reference set's structures (with their DDEC charges), only ``names`` if given, and its published
+    rows keyed (name, charge label)."""
+    from discovery.benchmark import reference_set
+
+    table, structures = reference_set(reference)
+    wanted = set(names) or set(structures)
+    unknown = wanted - set(structures)
+    if unknown:
+        from discovery.errors import DiscoveryError
+
+        raise DiscoveryError(f"not in the reference set: {sorted(unknown)}; it has {sorted(structures)}")
+    return {n: structures[n] for n in sorted(wanted)}, {(row["name"], row["charges"]): row for row in table}
