@@ -4,17 +4,19 @@ Per structure, once: the Lennard-Jones energy of each guest site type and the el
 framework's charges on a periodic grid over the unit cell (fractional nodes i/n). The protocol is RASPA3's
 (``raspa.protocol``): UFF + TraPPE, Lorentz-Berthelot, 12.8 A cutoff, shifted, no tail corrections, Ewald.
 
-- Lennard-Jones: a direct sum over every periodic image within the cutoff, one dense block of grid points
-  against the atoms near it (a k-d tree finds them), written as matrix products so that BLAS (or CUDA)
-  does the work.
-- Electrostatics: Ewald. The real-space part (erfc) is summed with the same blocks; the reciprocal part is
-  exact at the nodes through one inverse FFT, because exp(i k.x) at fractional nodes is a DFT kernel. The
-  total potential does not depend on the split, so the splitting parameter is chosen for cost: a short
-  real-space cutoff and more k-vectors (free on the FFT grid). Precision 1e-6 in both parts.
+- Lennard-Jones: each pair potential is split at ``near_A`` (5 A). The near part is a direct sum on the fine
+  grid, one dense block of nodes against the atoms near it (a k-d tree finds them), written as matrix
+  products so that BLAS (or CUDA) does the work. The far part is smooth by construction, so it is summed
+  over every image within the cutoff on a coarse grid and Fourier-resampled (``energy_grids``).
+- Electrostatics: Ewald. The real-space part (erfc, within ``near_A``) is summed with the near blocks. The
+  reciprocal part is exact at the nodes through one inverse FFT, because exp(i k.x) at fractional nodes is
+  a DFT kernel. The total potential does not depend on the split, so the splitting parameter is chosen for
+  cost: a short real-space cutoff and more k-vectors, which cost nothing extra on the FFT grid. Precision is
+  1e-6 in both parts.
 
 Energies are in Kelvin (energy / k_B), the potential in K per elementary charge. Grid values are capped at
-``CAP_K``: nodes inside atoms are only ever "overlap" (``widom`` rejects an insertion whose interpolation
-stencil touches a node above its overlap threshold), and the cap keeps them finite.
+``CAP_K``: nodes inside atoms only ever count as overlap (``widom`` rejects an insertion when a site's
+trilinear energy exceeds its overlap threshold), and the cap keeps them finite.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def reciprocal_potential(fw: Framework, shape: tuple[int, int, int], alpha: floa
     hmax = [int(math.floor(kmax * np.linalg.norm(v) / (2.0 * math.pi))) for v in fw.lattice]
     if any(2 * h + 1 > n for h, n in zip(hmax, shape)):
         raise DiscoveryError(f"grid {shape} too coarse for the Ewald k-vectors (|h| <= {hmax}); use a finer "
-                             "spacing or a longer real-space cutoff")
+                             "spacing or a longer near_A")
     # S(h) = sum_j q_j exp(-2 pi i h.f_j) for every h in the box |h_i| <= hmax_i, as two matrix products
     # over separable phases (the k-vectors are many when the real-space part is short: cheap this way)
     e = [np.exp(-2j * np.pi * np.outer(np.arange(-h, h + 1), fw.frac[:, d])) for d, h in enumerate(hmax)]
