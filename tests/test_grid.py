@@ -175,3 +175,8 @@ def test_engine_comparison_refuses_an_unknown_charge_model_or_structure(irmof1, 
     assert "unknown charge model(s) ['ddec']" in capsys.readouterr().err
     assert main([*bench, "--names", "MOF-5"]) == 2
     assert "not in the reference set: ['MOF-5']; it has ['IRMOF-1']" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["benchmark", "oracle", "--compare-engines", "--cifs", str(tmp_path / "empty")]) == 2
+    assert "no CIF files in" in capsys.readouterr().err
+    assert main(["benchmark", "oracle", "--no-md"]) == 2
+    assert "needs --reference DIR" in capsys.readouterr().err

@@ -269,12 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="keep the dataset here (default: a temporary directory)")
     sp = add(bench, "oracle", cmd_benchmark_oracle,
              "the oracle against published reference values (K_H, CO2 uptakes, MD diffusivity) and its cost")
-    sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
+    sp.add_argument("--reference", help="directory with co2_298K.csv and structures/ (required but with --cifs)")
     sp.add_argument("--workers", type=positive_int, help="cores to scale throughput to (default: all)")
     sp.add_argument("--no-md", action="store_true", help="skip the transport (MD) part (about 10 CPU-minutes)")
     sp.add_argument("--compare-engines", action="store_true",
                     help="instead: the henry level on RASPA3 and on the grid engine, per structure and charge model")
     sp.add_argument("--names", help="with --compare-engines: comma-separated reference structures (default: all)")
+    sp.add_argument("--cifs", help="with --compare-engines: a folder of CIFs instead of the reference set")
+    sp.add_argument("--limit", type=positive_int, help="with --cifs: a random sample of this many (seeded)")
+    sp.add_argument("--seed", type=non_negative_int, default=0, help="with --cifs --limit: the sample's seed")
     sp.add_argument("--charges", default="cif,eqeq,none", help="with --compare-engines: charge models to run")
     sp.add_argument("--grid-spacing", type=positive_float, default=0.2, help="with --compare-engines: A")
     sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")

@@ -180,15 +180,20 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
 
 # ---- benchmark ---------------------------------------------------------------------------------
 def _compare_engines(args: argparse.Namespace) -> int:
-    from discovery.oracle.engine_benchmark import CHARGES, compare_engines, reference_structures
+    from discovery.oracle.engine_benchmark import CHARGES, cif_structures, compare_engines, reference_structures
 
     labels = dict(CHARGES)
     wanted = [c.strip() for c in args.charges.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in labels]
     if unknown:
         raise DiscoveryError(f"--charges: unknown charge model(s) {unknown}; use {', '.join(labels)}")
-    names = [n.strip() for n in (args.names or "").split(",") if n.strip()]
-    structures, published = reference_structures(args.reference, names)
+    if args.cifs:
+        structures, published = cif_structures(args.cifs, args.limit, args.seed), {}
+    elif args.reference:
+        names = [n.strip() for n in (args.names or "").split(",") if n.strip()]
+        structures, published = reference_structures(args.reference, names)
+    else:
+        raise DiscoveryError("--compare-engines needs --reference DIR or --cifs DIR")
     result = compare_engines(structures, [(c, labels[c]) for c in wanted], published, args.grid_spacing)
     _print(result, args.json, lambda r: json.dumps(r, indent=2))
     return 0
@@ -197,6 +202,8 @@ def _compare_engines(args: argparse.Namespace) -> int:
 def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
     if args.compare_engines:
         return _compare_engines(args)
+    if not args.reference:
+        raise DiscoveryError("benchmark oracle needs --reference DIR (co2_298K.csv and structures/)")
     from discovery.benchmark import benchmark_oracle
 
     result = benchmark_oracle(args.reference, workers=args.workers, md=not args.no_md)

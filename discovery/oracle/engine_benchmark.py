@@ -87,3 +87,18 @@ def reference_structures(reference: str | Path, names: Iterable[str] = ()) -> tu
 
         raise DiscoveryError(f"not in the reference set: {sorted(unknown)}; it has {sorted(structures)}")
     return {n: structures[n] for n in sorted(wanted)}, {(row["name"], row["charges"]): row for row in table}
+
+
+def cif_structures(folder: str | Path, limit: int | None = None, seed: int = 0) -> dict[str, MOF]:
+    """The CIFs of ``folder`` (a random ``limit`` of them, seeded), each read as the oracle reads it."""
+    import random
+
+    from discovery.errors import DiscoveryError
+    from discovery.structures.mof import load_structure
+
+    paths = sorted(Path(folder).glob("*.cif"))
+    if not paths:
+        raise DiscoveryError(f"no CIF files in {folder}")
+    if limit is not None and limit < len(paths):
+        paths = sorted(random.Random(seed).sample(paths, limit))
+    return {p.stem: load_structure(p) for p in paths}
