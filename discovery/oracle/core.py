@@ -23,11 +23,10 @@ import numpy as np
 
 from discovery.clock import cpu_seconds
 from discovery.errors import DiscoveryError
+from discovery.oracle.adsorption.adaptive import relative
 from discovery.oracle.adsorption.forcefield import CO2, N2
 from discovery.oracle.adsorption.raspa import (
     Box,
-    HenryResult,
-    UptakeResult,
     adaptive_henry,
     adaptive_uptake,
     framework_charges,
@@ -69,7 +68,7 @@ class AdaptiveCheck:
 
     @property
     def relative_ci(self) -> float:
-        return self.ci95 / self.value if self.value > 0 else math.inf
+        return relative(self.value, self.ci95)
 
 
 # the adaptive quantities of a record: name -> (path to its entry, value key, ci95 key, prefix of its flags)
@@ -240,7 +239,7 @@ class Oracle:
                                         temperature=s.temperature, seed=s.seed))
         co2, n2 = runs["CO2"], runs["N2"]
         out: dict[str, Any] = {g.lower(): {"kh_mol_kg_pa": r.kh, "ci95": r.kh_ci95, "insertions": r.insertions,
-                                           "converged": r.converged, "target": r.target} for g, r in runs.items()}
+                                           **_flags(r)} for g, r in runs.items()}
         out["co2"].update(qst_kj_mol=co2.qst_kj_mol, qst_ci95=co2.qst_ci95)
         out["kh_ratio_co2_n2"] = co2.kh / n2.kh
         out.update(engine="grid", engine_cpu_s=round(co2.grid_cpu_s + co2.cpu_s + n2.cpu_s, 3),
@@ -293,9 +292,9 @@ class Oracle:
                 "ms_per_step": r.ms_per_step, "trajectory": r.trajectory_path, "md_settings": r.settings}
 
 
-def _flags(r: HenryResult | UptakeResult, prefix: str = "") -> dict[str, Any]:
-    """Whether an adaptive run met its target, and the target (relative 95 % half-width); the interval
-    reached is the entry's ci95."""
+def _flags(r: Any, prefix: str = "") -> dict[str, Any]:
+    """Whether an adaptive run (``HenryResult``, ``UptakeResult``, ``GridHenryResult``) met its target, and the
+    target (relative 95 % half-width); the interval reached is the entry's ci95."""
     return {prefix + "converged": r.converged, prefix + "target": r.target}
 
 

@@ -107,10 +107,6 @@ class EnergyGrids:
     potential: torch.Tensor | None
     cpu_s: float = 0.0
 
-    @property
-    def potential_or_lj(self) -> torch.Tensor:
-        return self.potential if self.potential is not None else next(iter(self.lj.values()))
-
     def site_energy(self, site: Site) -> torch.Tensor | None:
         """A guest site's energy (K) on the nodes: its type's Lennard-Jones grid plus its charge times the
         potential; None when it has neither."""

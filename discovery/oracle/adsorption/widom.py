@@ -90,7 +90,7 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
     if missing:
         raise DiscoveryError(f"the grids hold no Lennard-Jones grid for site type(s) {missing}")
     t0 = time.process_time()
-    gen = torch.Generator(device=grids.potential_or_lj.device).manual_seed(settings.seed)
+    gen = torch.Generator(device=grids.settings.device).manual_seed(settings.seed)
     sampler = _Sampler(grids, guest, settings, gen)
     sums: list[tuple[float, float, int]] = []  # per block: sum W, sum U W, overlaps
     while True:
@@ -103,8 +103,7 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
     fw, T = grids.framework, settings.temperature
     rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
     to_kh = 1.0 / (GAS_CONSTANT * T * rho)
-    mean_w = float(w.mean())
-    half = _t95(len(w)) * float(w.std(ddof=1)) / math.sqrt(len(w))
+    mean_w, half = float(w.mean()), _half_width(w)
     u_mean, u_half = _ratio(uw, w)
     to_kj = GAS_CONSTANT / 1000.0
     return GridHenryResult(guest=guest.name, kh=mean_w * to_kh, kh_ci95=half * to_kh,
@@ -125,7 +124,7 @@ class _Sampler:
     def __init__(self, grids: EnergyGrids, guest: Guest, settings: WidomSettings, gen: torch.Generator) -> None:
         self.s, self.gen = settings, gen
         fw = grids.framework
-        self.dev, self.dt = grids.potential_or_lj.device, grids.potential_or_lj.dtype
+        self.dev, self.dt = torch.device(grids.settings.device), getattr(torch, grids.settings.dtype)
         as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=float), dtype=self.dt, device=self.dev)  # noqa: E731
         self.lattice, self.inverse = as_t(fw.lattice), as_t(np.linalg.inv(fw.lattice))
         self.z = as_t([s.z for s in guest.sites])
@@ -227,10 +226,15 @@ def _stencil(t: torch.Tensor, method: Interpolation):
     return (-1, 0, 1, 2), weights
 
 
+def _half_width(x: np.ndarray) -> float:
+    """95 % half-width of the mean of independent block values (Student's t)."""
+    return _t95(len(x)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+
+
 def _relative_half_width(block_sums: np.ndarray) -> float:
     if len(block_sums) < 2 or block_sums.mean() <= 0:
         return math.inf
-    return _t95(len(block_sums)) * float(block_sums.std(ddof=1)) / math.sqrt(len(block_sums)) / float(block_sums.mean())
+    return _half_width(block_sums) / float(block_sums.mean())
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
@@ -239,7 +243,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     r = float(num.sum() / den.sum())
     resid = (num - r * den) / den.mean()
-    return r, _t95(len(den)) * float(resid.std(ddof=1)) / math.sqrt(len(den))
+    return r, _half_width(resid)
 
 
 def _t95(n: int) -> float:
