@@ -169,18 +169,18 @@ def _sum_on_grid(fw: Framework, pair: "_PairTables", shape: tuple[int, int, int]
 
 def _resample(grid: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """A smooth periodic grid on a finer one: its Fourier coefficients, zero-padded (exact for a field with
-    no higher frequencies; the far part has none to speak of)."""
+    no higher frequencies; the far part has none to speak of). Real FFTs: half the spectrum, half the cost."""
     if tuple(grid.shape) == tuple(shape):
         return grid
-    coef = torch.fft.fftn(grid.to(torch.float64))
-    out = torch.zeros(shape, dtype=coef.dtype, device=grid.device)
+    coef = torch.fft.rfftn(grid)
+    out = torch.zeros((*shape[:2], shape[2] // 2 + 1), dtype=coef.dtype, device=grid.device)
     keep = [(n - 1) // 2 for n in grid.shape]  # frequencies -k..k of each axis (an even grid's Nyquist dropped)
-    for corner in np.ndindex(2, 2, 2):
+    for corner in np.ndindex(2, 2):
         src = tuple(slice(0, k + 1) if c == 0 else slice(n - k, n) for c, k, n in zip(corner, keep, grid.shape))
         dst = tuple(slice(0, k + 1) if c == 0 else slice(m - k, m) for c, k, m in zip(corner, keep, shape))
-        out[dst] = coef[src]
+        out[(*dst, slice(0, keep[2] + 1))] = coef[(*src, slice(0, keep[2] + 1))]
     scale = float(np.prod(shape)) / float(np.prod(grid.shape))
-    return (torch.fft.ifftn(out).real * scale).to(grid.dtype)
+    return torch.fft.irfftn(out, s=shape) * scale
 
 
 def ewald_alpha(real_cutoff: float, precision: float) -> float:
@@ -199,22 +199,25 @@ def reciprocal_potential(fw: Framework, shape: tuple[int, int, int], alpha: floa
     if any(2 * h + 1 > n for h, n in zip(hmax, shape)):
         raise DiscoveryError(f"grid {shape} too coarse for the Ewald k-vectors (|h| <= {hmax}); use a finer "
                              "spacing or a longer near_A")
-    # S(h) = sum_j q_j exp(-2 pi i h.f_j) for every h in the box |h_i| <= hmax_i, as two matrix products
-    # over separable phases (the k-vectors are many when the real-space part is short: cheap this way)
-    e = [np.exp(-2j * np.pi * np.outer(np.arange(-h, h + 1), fw.frac[:, d])) for d, h in enumerate(hmax)]
+    # S(h) = sum_j q_j exp(-2 pi i h.f_j) for every h in the box |h_0|, |h_1| <= hmax, 0 <= h_2 <= hmax_2 (the
+    # potential is real: the other half is the complex conjugate, which the inverse real FFT supplies), as
+    # two matrix products over separable phases (the k-vectors are many when the real-space part is short)
+    ranges = [np.arange(-hmax[0], hmax[0] + 1), np.arange(-hmax[1], hmax[1] + 1), np.arange(0, hmax[2] + 1)]
+    e = [np.exp(-2j * np.pi * np.outer(r, fw.frac[:, d])) for d, r in enumerate(ranges)]
     ab = (e[0][:, None, :] * e[1][None, :, :] * fw.charges).reshape(-1, len(fw.charges))
-    S = (ab @ e[2].T).reshape(*(2 * h + 1 for h in hmax))
-    H = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in hmax], indexing="ij"), axis=-1)
+    S = (ab @ e[2].T).reshape(*(len(r) for r in ranges))
+    H = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1)
     k = H @ recip
     k2 = np.einsum("...i,...i->...", k, k)
     keep = (k2 > 0) & (k2 <= kmax * kmax)
     H, k2, S = H[keep], k2[keep], S[keep]
-    coef = np.zeros(shape, dtype=complex)
-    coef[H[:, 0] % shape[0], H[:, 1] % shape[1], H[:, 2] % shape[2]] = (
+    coef = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=complex)
+    coef[H[:, 0] % shape[0], H[:, 1] % shape[1], H[:, 2]] = (
         4.0 * np.pi / fw.volume_A3 * np.exp(-k2 / (4 * alpha * alpha)) / k2 * S)
-    # phi(x_n) = sum_k c_k exp(+2 pi i h.n / N) = N * ifftn(c)
-    phi = np.fft.ifftn(coef).real * float(np.prod(shape)) * COULOMB_K_A
-    return torch.as_tensor(phi, dtype=dtype, device=device)
+    # phi(x_n) = sum_k c_k exp(+2 pi i h.n / N) = N * ifftn(c); the real inverse FFT reads the h_2 >= 0 half
+    complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+    half = torch.as_tensor(coef, dtype=complex_dtype, device=device)
+    return torch.fft.irfftn(half, s=shape) * (float(np.prod(shape)) * COULOMB_K_A)
 
 
 class _ImageAtoms:
