@@ -9,6 +9,7 @@ import torch
 from scipy import integrate
 from scipy.special import erfc
 
+from discovery.oracle.adsorption.exact import DirectSums, grid_check
 from discovery.oracle.adsorption.forcefield import CO2, Guest, LennardJones, Site, framework_lj
 from discovery.oracle.adsorption.grid import (
     COULOMB_K_A,
@@ -104,6 +105,26 @@ def test_interpolation_is_exact_at_nodes_and_third_order_between():
     cubic = (interpolate(grid, x, "cubic")[0] - exact).abs().max()
     linear = (interpolate(grid, x, "linear")[0] - exact).abs().max()
     assert cubic < 1e-3 < linear
+
+
+def test_direct_sums_equal_brute_force_at_random_points():
+    fw = _triclinic()
+    sums = DirectSums(fw)
+    points = np.random.default_rng(3).random((3, 3)) @ fw.lattice
+    for site in (CO2.sites[0], CO2.sites[1]):
+        assert sums.lj(site, points) == pytest.approx([_brute_lj(fw, site, p) for p in points], rel=1e-6, abs=1e-6)
+    assert sums.potential(points) == pytest.approx([_brute_potential(fw, p) for p in points], rel=1e-6)
+
+
+def test_grid_check_passes_a_fine_grid_and_catches_a_coarse_one():
+    """The same insertions with interpolated and directly summed energies: within 2 % at the default
+    spacing; off by far more on a grid too coarse for this cell's strong charges."""
+    fw = _triclinic()
+    fine = grid_check(energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.2)), CO2, insertions=20_000)
+    assert fine.ratio == pytest.approx(1.0, abs=0.02) and fine.summed < fine.insertions
+    coarse = grid_check(energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.5, near_A=8.0)), CO2,
+                        insertions=20_000)
+    assert abs(coarse.ratio - 1.0) > 0.1
 
 
 def test_henry_coefficient_of_one_attractive_atom_matches_the_exact_integral():

@@ -274,12 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-md", action="store_true", help="skip the transport (MD) part (about 10 CPU-minutes)")
     sp.add_argument("--compare-engines", action="store_true",
                     help="instead: the henry level on RASPA3 and on the grid engine, per structure and charge model")
-    sp.add_argument("--names", help="with --compare-engines: comma-separated reference structures (default: all)")
-    sp.add_argument("--cifs", help="with --compare-engines: a folder of CIFs instead of the reference set")
+    sp.add_argument("--grid-check", action="store_true",
+                    help="instead: the grid engine's K_H against direct summation on the same insertions (no RASPA3)")
+    sp.add_argument("--names", help="with --compare-engines or --grid-check: comma-separated reference structures")
+    sp.add_argument("--cifs", help="with --compare-engines or --grid-check: a folder of CIFs, not the reference set")
     sp.add_argument("--limit", type=positive_int, help="with --cifs: a random sample of this many (seeded)")
     sp.add_argument("--seed", type=non_negative_int, default=0, help="with --cifs --limit: the sample's seed")
-    sp.add_argument("--charges", default="cif,eqeq,none", help="with --compare-engines: charge models to run")
-    sp.add_argument("--grid-spacing", type=positive_float, default=0.2, help="with --compare-engines: A")
+    sp.add_argument("--charges", default="cif,eqeq,none", help="with --compare-engines or --grid-check: charge models")
+    sp.add_argument("--grid-spacing", type=positive_float, default=0.2,
+                    help="with --compare-engines or --grid-check: node spacing, A")
+    sp.add_argument("--target", type=positive_float, default=0.05,
+                    help="with --compare-engines: both engines' relative 95 %% half-width of K_H")
+    sp.add_argument("--max-cycles", type=positive_int, default=5000,
+                    help="with --compare-engines: RASPA3's cap on Widom cycles (the grid's cap grows with it)")
     sp = add(bench, "geometry", cmd_benchmark_geometry, "Zeo++ LCD/PLD against published reference values")
     sp.add_argument("--reference", required=True, help="directory with co2_298K.csv and structures/")
 

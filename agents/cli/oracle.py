@@ -179,29 +179,44 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
 
 
 # ---- benchmark ---------------------------------------------------------------------------------
-def _compare_engines(args: argparse.Namespace) -> int:
-    from discovery.oracle.engine_benchmark import CHARGES, cif_structures, compare_engines, reference_structures
+def _engine_checks(args: argparse.Namespace) -> int:
+    """--compare-engines (RASPA3 against the grid engine) or --grid-check (the grids against direct sums)."""
+    from discovery.oracle.engine_benchmark import (
+        CHARGES,
+        check_grids,
+        cif_structures,
+        compare_engines,
+        reference_structures,
+    )
 
     labels = dict(CHARGES)
     wanted = [c.strip() for c in args.charges.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in labels]
     if unknown:
         raise DiscoveryError(f"--charges: unknown charge model(s) {unknown}; use {', '.join(labels)}")
+    if not 0 < args.target < 1:
+        raise DiscoveryError(f"--target must be in (0, 1), got {args.target}")
+    flag = "--grid-check" if args.grid_check else "--compare-engines"
     if args.cifs:
         structures, published = cif_structures(args.cifs, args.limit, args.seed), {}
     elif args.reference:
         names = [n.strip() for n in (args.names or "").split(",") if n.strip()]
         structures, published = reference_structures(args.reference, names)
     else:
-        raise DiscoveryError("--compare-engines needs --reference DIR or --cifs DIR")
-    result = compare_engines(structures, [(c, labels[c]) for c in wanted], published, args.grid_spacing)
+        raise DiscoveryError(f"{flag} needs --reference DIR or --cifs DIR")
+    models = [(c, labels[c]) for c in wanted]
+    if args.grid_check:
+        result = check_grids(structures, models, args.grid_spacing)
+    else:
+        result = compare_engines(structures, models, published, args.grid_spacing, target=args.target,
+                                 max_cycles=args.max_cycles)
     _print(result, args.json, lambda r: json.dumps(r, indent=2))
     return 0
 
 
 def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
-    if args.compare_engines:
-        return _compare_engines(args)
+    if args.compare_engines or args.grid_check:
+        return _engine_checks(args)
     if not args.reference:
         raise DiscoveryError("benchmark oracle needs --reference DIR (co2_298K.csv and structures/)")
     from discovery.benchmark import benchmark_oracle

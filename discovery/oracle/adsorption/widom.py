@@ -11,7 +11,7 @@ An insertion is an overlap (W = 0) when a site's trilinear Lennard-Jones energy 
 blocked pocket (the pockets a CO2 probe cannot reach, as RASPA3 is given them).
 
 Importance sampling: half the centres are drawn uniformly, half where the grids say the guest binds
-(``_Sampler._importance``), each insertion weighted by the inverse of its density, which keeps the estimate
+(``Sampler._importance``), each insertion weighted by the inverse of its density, which keeps the estimate
 unbiased and cuts the insertions a 5 % interval needs where a few strong sites dominate.
 
 Statistics: insertions come in independent, seeded blocks of ``block``; the 95 % interval is Student's t
@@ -91,7 +91,7 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
         raise DiscoveryError(f"the grids hold no Lennard-Jones grid for site type(s) {missing}")
     t0 = time.process_time()
     gen = torch.Generator(device=grids.settings.device).manual_seed(settings.seed)
-    sampler = _Sampler(grids, guest, settings, gen)
+    sampler = Sampler(grids, guest, settings, gen)
     sums: list[tuple[float, float, int]] = []  # per block: sum W, sum U W, overlaps
     while True:
         sums.append(sampler.block(settings.block))
@@ -100,9 +100,8 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
         if len(sums) >= MIN_BLOCKS and (kh_rel <= settings.target or n + settings.block > settings.max_insertions):
             break
     w, uw = np.array([s[0] for s in sums]) / settings.block, np.array([s[1] for s in sums]) / settings.block
-    fw, T = grids.framework, settings.temperature
-    rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
-    to_kh = 1.0 / (GAS_CONSTANT * T * rho)
+    T = settings.temperature
+    to_kh = kh_per_mean_weight(grids.framework, T)
     mean_w, half = float(w.mean()), _half_width(w)
     u_mean, u_half = _ratio(uw, w)
     to_kj = GAS_CONSTANT / 1000.0
@@ -113,6 +112,12 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
                            grid_cpu_s=grids.cpu_s, settings={**asdict(settings), **_grid_record(grids)})
 
 
+def kh_per_mean_weight(fw, temperature: float) -> float:
+    """K_H (mol kg^-1 Pa^-1) per unit of the mean Boltzmann weight <W>: 1 / (R T rho_framework)."""
+    rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
+    return 1.0 / (GAS_CONSTANT * temperature * rho)
+
+
 def grid_henry(framework, guests=(CO2,), grid: GridSettings = GridSettings(),
                settings: WidomSettings = WidomSettings()) -> dict[str, GridHenryResult]:
     """Grids once for all ``guests``, then one adaptive Widom run per guest (seed, seed + 1, ...)."""
@@ -120,7 +125,10 @@ def grid_henry(framework, guests=(CO2,), grid: GridSettings = GridSettings(),
     return {g.name: widom(grids, g, replace(settings, seed=settings.seed + i)) for i, g in enumerate(guests)}
 
 
-class _Sampler:
+class Sampler:
+    """Insertions of one guest into the grids: where (``draw``), at what interpolated energy (``energy``), and
+    blocks of Boltzmann-weight sums (``block``)."""
+
     def __init__(self, grids: EnergyGrids, guest: Guest, settings: WidomSettings, gen: torch.Generator) -> None:
         self.s, self.gen = settings, gen
         fw = grids.framework
@@ -136,6 +144,15 @@ class _Sampler:
 
     def block(self, n: int) -> tuple[float, float, int]:
         """Sum of W and of U W over ``n`` insertions, and how many overlapped."""
+        centre_frac, axis, factor = self.draw(n)
+        energy, overlap = self.energy(centre_frac, axis)
+        zero = torch.zeros((), dtype=self.dt, device=self.dev)
+        energy = torch.where(overlap, zero, energy).double()
+        w = torch.where(overlap, zero.double(), torch.exp(-energy.clamp(min=-1e5) / self.s.temperature)) * factor
+        return float(w.sum()), float((w * energy).sum()), int(overlap.sum())
+
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` insertions: fractional centres, unit axes, and each one's weight 1 / (N p) (float64)."""
         # drawn in double whatever the grids' precision, so that precisions compare on the same insertions
         opts = dict(generator=self.gen, dtype=torch.float64, device=self.dev)
         node = torch.searchsorted(self.cdf, torch.rand(n, **opts)).clamp_(max=len(self.cdf) - 1)
@@ -144,10 +161,13 @@ class _Sampler:
                            node % self.shape[2]], -1).to(torch.float64)
         centre_frac = ((ijk + torch.rand((n, 3), **opts) - 0.5) / self.shape_t).to(self.dt)
         axis = torch.randn((n, 3), **opts).to(self.dt)
-        axis = axis / axis.norm(dim=1, keepdim=True)
+        return centre_frac, axis / axis.norm(dim=1, keepdim=True), factor
+
+    def energy(self, centre_frac: torch.Tensor, axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The guests' interpolated energies (K) and which insertions overlap (or sit in a blocked pocket)."""
         centre = centre_frac @ self.lattice
-        energy = torch.zeros(n, dtype=self.dt, device=self.dev)
-        overlap = torch.zeros(n, dtype=torch.bool, device=self.dev)
+        energy = torch.zeros(len(centre), dtype=self.dt, device=self.dev)
+        overlap = torch.zeros(len(centre), dtype=torch.bool, device=self.dev)
         for z, grid in zip(self.z, self.site_grids):
             if grid is None:  # a site with neither Lennard-Jones nor charge (or an uncharged framework)
                 continue
@@ -155,11 +175,8 @@ class _Sampler:
             energy += value
             overlap |= linear > self.s.overlap_K
         if self.pockets is not None:
-            overlap |= self._in_pocket(centre_frac)
-        zero = torch.zeros((), dtype=self.dt, device=self.dev)
-        energy = torch.where(overlap, zero, energy).double()
-        w = torch.where(overlap, zero.double(), torch.exp(-energy.clamp(min=-1e5) / self.s.temperature)) * factor
-        return float(w.sum()), float((w * energy).sum()), int(overlap.sum())
+            overlap |= self.in_pocket(centre_frac)
+        return energy, overlap
 
     def _importance(self, shape: tuple[int, int, int], settings: WidomSettings) -> None:
         """Where centres are drawn: a voxel around each node with probability p = (1 - l) / N + l q, q
@@ -176,7 +193,7 @@ class _Sampler:
         self.shape = shape
         self.shape_t = torch.tensor(shape, dtype=torch.float64, device=self.dev)
 
-    def _in_pocket(self, frac: torch.Tensor) -> torch.Tensor:
+    def in_pocket(self, frac: torch.Tensor) -> torch.Tensor:
         d = frac[:, None, :] - self.pockets[None, :, :3]
         d = d - torch.round(d)
         r = (d @ self.lattice).norm(dim=-1)
