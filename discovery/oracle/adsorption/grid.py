@@ -80,7 +80,7 @@ class Framework:
 class GridSettings:
     """How the grids are made. ``spacing_A``: largest node spacing along each cell vector."""
 
-    spacing_A: float = 0.15
+    spacing_A: float = 0.2  # the oracle's default (grid_spacing)
     cutoff_A: float = CUTOFF_A
     ewald_precision: float = 1e-6
     near_A: float = 5.0  # pairs closer than this are summed on the fine grid (and the Ewald real-space cutoff)
