@@ -16,7 +16,7 @@ framework's charges on a periodic grid over the unit cell (fractional nodes i/n)
 
 Energies are in Kelvin (energy / k_B), the potential in K per elementary charge. Grid values are capped at
 ``CAP_K``: nodes inside atoms only ever count as overlap (``widom`` rejects an insertion when a site's
-trilinear energy exceeds its overlap threshold), and the cap keeps them finite.
+trilinear Lennard-Jones energy exceeds its overlap threshold), and the cap keeps them finite.
 """
 
 from __future__ import annotations

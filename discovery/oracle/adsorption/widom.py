@@ -47,7 +47,7 @@ class WidomSettings:
     """How insertions are made and when to stop. ``interpolation``: trilinear or Keys cubic convolution."""
 
     interpolation: Interpolation = "cubic"
-    overlap_K: float = 1.0e4  # a site whose trilinear energy is above this overlaps (W < e^-33 at 298 K)
+    overlap_K: float = 1.0e4  # a site whose trilinear Lennard-Jones energy is above this overlaps
     block: int = 10_000
     target: float = 0.05
     max_insertions: int = 2_000_000
@@ -139,6 +139,9 @@ class Sampler:
         # one grid per site: its type's Lennard-Jones energy plus its charge times the potential, so that an
         # insertion costs one interpolation per site and overlap is judged on the site's whole energy
         self.site_grids = [grids.site_energy(site) for site in guest.sites]
+        # overlap is judged on Lennard-Jones alone, as RASPA3 does: a charge's energy near an ion can be large
+        # either way while the molecule's total is moderate (N2's massless centre against its N sites)
+        self.lj_grids = [grids.lj.get(site.name) if site.lj is not None else None for site in guest.sites]
         self.pockets = as_t(fw.pockets) if len(fw.pockets) else None
         self._importance(grids.shape, settings)
 
@@ -168,12 +171,14 @@ class Sampler:
         centre = centre_frac @ self.lattice
         energy = torch.zeros(len(centre), dtype=self.dt, device=self.dev)
         overlap = torch.zeros(len(centre), dtype=torch.bool, device=self.dev)
-        for z, grid in zip(self.z, self.site_grids):
+        for z, grid, lj in zip(self.z, self.site_grids, self.lj_grids):
             if grid is None:  # a site with neither Lennard-Jones nor charge (or an uncharged framework)
                 continue
-            value, linear = interpolate(grid, (centre + z * axis) @ self.inverse, self.s.interpolation)
+            frac = (centre + z * axis) @ self.inverse
+            value, linear = interpolate(grid, frac, self.s.interpolation)
             energy += value
-            overlap |= linear > self.s.overlap_K
+            if lj is not None:
+                overlap |= (linear if lj is grid else interpolate(lj, frac, "linear")[0]) > self.s.overlap_K
         if self.pockets is not None:
             overlap |= self.in_pocket(centre_frac)
         return energy, overlap
