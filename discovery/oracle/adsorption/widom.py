@@ -137,7 +137,7 @@ class Sampler:
         self.lattice, self.inverse = as_t(fw.lattice), as_t(np.linalg.inv(fw.lattice))
         self.z = as_t([s.z for s in guest.sites])
         # one grid per site: its type's Lennard-Jones energy plus its charge times the potential, so that an
-        # insertion costs one interpolation per site and overlap is judged on the site's whole energy
+        # insertion costs one cubic interpolation per site
         self.site_grids = [grids.site_energy(site) for site in guest.sites]
         # overlap is judged on Lennard-Jones alone, as RASPA3 does: a charge's energy near an ion can be large
         # either way while the molecule's total is moderate (N2's massless centre against its N sites)
