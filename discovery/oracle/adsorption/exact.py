@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from scipy.special import erfc
 
 from discovery.oracle.adsorption.forcefield import Guest, Site, framework_lj
 from discovery.oracle.adsorption.grid import COULOMB_K_A, MIN_DISTANCE_A, EnergyGrids, Framework, ewald_alpha
@@ -60,7 +61,7 @@ class DirectSums:
     def potential(self, points: np.ndarray) -> np.ndarray:
         """Ewald potential of the framework's charges at each point (K / e)."""
         q, a = self.fw.charges, self.alpha
-        real = self._pair_sums(points, REAL_CUTOFF_A, lambda atoms, r: q[atoms] * _erfc(a * r) / r)
+        real = self._pair_sums(points, REAL_CUTOFF_A, lambda atoms, r: q[atoms] * erfc(a * r) / r)
         recip = np.concatenate([(np.exp(1j * (points[i:i + CHUNK] @ self.k.T)) @ self.coef).real
                                 for i in range(0, len(points), CHUNK)]) if len(points) else np.zeros(0)
         return (real + recip) * COULOMB_K_A
@@ -91,12 +92,6 @@ class DirectSums:
         self.k, k2 = k[keep], k2[keep]
         structure_factor = np.exp(-1j * (self.k @ (fw.frac @ fw.lattice).T)) @ fw.charges
         self.coef = 4.0 * np.pi / fw.volume_A3 * np.exp(-k2 / (4 * a * a)) / k2 * structure_factor
-
-
-def _erfc(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erfc
-
-    return erfc(x)
 
 
 @dataclass(frozen=True)
