@@ -97,7 +97,8 @@ class DirectSums:
 @dataclass(frozen=True)
 class GridCheck:
     """K_H with interpolated (``kh_grid``) and directly summed (``kh_direct``) energies on the same
-    insertions; ``ratio`` = grid / direct with its 95 % half-width; the energy error (K) averaged over the
+    insertions; ``ratio`` = grid / direct with its 95 % half-width (over the insertions: what another seed
+    could give); the energy error (K) averaged over the
     insertions in proportion to their share of K_H, and its 95th percentile."""
 
     guest: str
@@ -141,10 +142,14 @@ def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = Widom
     direct_total = total * float(ratios.mean()) + missed if len(ratios) else missed
     to_kh = kh_per_mean_weight(grids.framework, T) / insertions
     ratio = total / direct_total if direct_total > 0 else math.nan
-    spread = float(ratios.std(ddof=1)) / math.sqrt(len(ratios)) if len(ratios) > 1 else math.nan
+    # the ratio's interval over the insertions themselves (delta method: sum of (W_grid - ratio W_direct)^2
+    # over the insertions, over (sum W_direct)^2), each sum estimated from the picks and the overlap sample
+    wg_picked = w_grid[weighted]
+    squares = total * float(np.mean(wg_picked * (1.0 - ratio * ratios) ** 2)) if len(ratios) else 0.0
+    squares += ratio * ratio * sum(w_direct(i) ** 2 for i in sampled_zero) * len(zero) / max(len(sampled_zero), 1)
     error = np.array([abs(energy_np[i] - direct[i]) for i in weighted])
     return GridCheck(guest=guest.name, kh_grid=total * to_kh, kh_direct=direct_total * to_kh, ratio=ratio,
-                     ratio_ci95=1.96 * spread * ratio * ratio,  # d(1 / m) = dm / m^2, m = mean ratio
+                     ratio_ci95=1.96 * math.sqrt(squares) / direct_total if direct_total > 0 else math.nan,
                      weighted_abs_error_K=float(error.mean()) if len(error) else math.nan,
                      p95_abs_error_K=float(np.percentile(error, 95)) if len(error) else math.nan,
                      insertions=insertions, summed=len(chosen), cpu_s=time.process_time() - t0)

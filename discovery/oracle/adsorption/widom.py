@@ -269,9 +269,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
 
 
 def _t95(n: int) -> float:
-    from scipy.stats import t
+    from scipy.special import stdtrit  # Student's t quantile, without scipy.stats' second of imports
 
-    return float(t.ppf(0.975, n - 1))
+    return float(stdtrit(n - 1, 0.975))
 
 
 def _grid_record(grids: EnergyGrids) -> dict:
