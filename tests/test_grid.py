@@ -201,3 +201,21 @@ def test_engine_comparison_refuses_an_unknown_charge_model_or_structure(irmof1, 
     assert "no CIF files in" in capsys.readouterr().err
     assert main(["benchmark", "oracle", "--no-md"]) == 2
     assert "needs --reference DIR" in capsys.readouterr().err
+    assert main([*bench, "--target", "1.5"]) == 2
+    assert "--target must be in (0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_grid_check_command_prints_both_guests_per_charge_model(irmof1, tmp_path, capsys):
+    import json
+
+    from agents.cli.main import main
+
+    irmof1.to_cif(tmp_path / "IRMOF-1.cif")
+    assert main(["benchmark", "oracle", "--grid-check", "--cifs", str(tmp_path), "--charges", "none",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["structure"], r["charges"], r["guest"]) for r in out["rows"]] == [
+        ("IRMOF-1", "none", "CO2"), ("IRMOF-1", "none", "N2")]
+    for row in out["rows"]:
+        assert abs(row["ratio"] - 1.0) < 0.03 and row["ratio_ci95"] < 0.01 and row["summed"] < row["insertions"]
+    assert out["max_abs_deviation"] == pytest.approx(max(abs(r["ratio"] - 1.0) for r in out["rows"]), abs=1e-5)
