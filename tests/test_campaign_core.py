@@ -43,6 +43,27 @@ def test_rounds_in_process(tmp_path):
     assert (tmp_path / "run" / "artifacts" / "campaign.csv").exists()  # written when the campaign closes
 
 
+def test_the_discovery_curve_carries_the_top_1_percent_and_random_search(tmp_path, monkeypatch):
+    from discovery.campaign import plots
+    from discovery.pool import POOL_TABLE, read_table
+
+    drawn = {}
+    real = plots.discovery_curve
+
+    def spy(history, objectives, path, **references):
+        drawn.update(references)
+        return real(history, objectives, path, **references)
+
+    monkeypatch.setattr(plots, "discovery_curve", spy)
+    campaign = Campaign.from_config({**SMALL, "budget": 8}, run_dir=tmp_path / "run")
+    list(campaign.rounds())
+    campaign.close()
+    labels = sorted((r["labels"]["log10_kh_co2"] for r in read_table(POOL_TABLE)[1] if r.get("cg")), reverse=True)
+    assert sorted(drawn["random_reference"]["log10_kh_co2"], reverse=True) == labels
+    assert drawn["top_threshold"]["log10_kh_co2"] == labels[round(0.01 * len(labels)) - 1]
+    assert (tmp_path / "run" / "artifacts" / "discovery_curve.png").stat().st_size > 1000
+
+
 class FlakyTestOracle(Oracle):
     """Test double: crashes on its first call, then answers from the values it was given."""
 

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from agents.tracking import GIT_COMMIT_TAG, PARENT_TAG, MlflowTracker, default_tracking_uri, flatten_params
-from discovery.campaign.plots import discovery_curve, pareto_mask, pareto_plot
+from discovery.campaign.plots import discovery_curve, pareto_mask, pareto_plot, random_search
 
 # SQLAlchemy 2.1 deprecates a loader MLflow 3.17's store still configures, once per process
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
@@ -171,9 +171,21 @@ def _history() -> pd.DataFrame:
     return pd.DataFrame({"call": np.arange(1, n + 1), "status": status, "origin": origin, "a": a, "b": b})
 
 
+def test_random_search_is_the_expected_best_of_n_draws():
+    import itertools
+
+    values = np.array([0.3, -1.0, 2.5, 0.7, 1.1, -0.2, 0.0])
+    expected = random_search(values, 10)
+    assert len(expected) == len(values)
+    for n in range(1, len(values) + 1):
+        exact = np.mean([max(c) for c in itertools.combinations(values, n)])
+        assert expected[n - 1] == pytest.approx(exact, rel=1e-9)
+
+
 def test_plots_write_png(tmp_path):
     h = _history()
-    curve = discovery_curve(h, ["a", "b"], tmp_path / "out" / "curve.png", top_threshold={"a": 1.5})
+    curve = discovery_curve(h, ["a", "b"], tmp_path / "out" / "curve.png", top_threshold={"a": 1.5},
+                            random_reference={"a": np.random.default_rng(1).normal(size=200)})
     front = pareto_plot(h, ("a", "b"), tmp_path / "front.png")
     empty = discovery_curve(h.iloc[0:0], ["a"], tmp_path / "empty.png")
     for path in (curve, front, empty):

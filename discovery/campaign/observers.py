@@ -47,10 +47,21 @@ class ArtifactWriter(Observer):
         history.to_csv(files[0], index=False)
         files[1].write_text(json.dumps(reports.report(self.state), indent=1, default=str))
         if not history.empty:
-            files.append(discovery_curve(history, objectives, out / "discovery_curve.png"))
+            files.append(discovery_curve(history, objectives, out / "discovery_curve.png", **self._references()))
             if len(objectives) == 2:
                 files.append(pareto_plot(history, tuple(objectives), out / "pareto_front.png"))
         return files + self._cifs(out / "cifs")
+
+    def _references(self) -> dict:
+        """The first objective's top-1 % line and random-search curve, where a labelled reference applies."""
+        from discovery.campaign.parts import reference_values, top_value
+
+        config = self.state.config
+        values = reference_values(config)
+        if values is None:
+            return {}
+        name = config.planner.objectives[0]
+        return {"top_threshold": {name: top_value(values, config.top_fraction)}, "random_reference": {name: values}}
 
     def _cifs(self, folder: Path) -> list[Path]:
         """CIFs of the best candidates (those with a structure: not table lookups)."""

@@ -15,7 +15,9 @@ import functools
 import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
 
 from discovery.config import CampaignConfig
 from discovery.errors import DiscoveryError
@@ -100,25 +102,38 @@ def load_table(config: CampaignConfig) -> dict[str, dict[str, Any]] | None:
 
 
 def top_threshold(config: CampaignConfig, targets: tuple[str, ...]) -> float | None:
-    """The first objective's value at the top ``top_fraction`` of a labelled reference: the campaign's own
-    table, or for a design-space campaign whose oracle uses the same charges, the committed labelled design
-    space (``top_found`` then counts MOFs as good as its top 1 %). None where no reference applies."""
+    """The first objective's value at the top ``top_fraction`` of its labelled reference
+    (``reference_values``); None where no reference applies or the surrogate does not predict it."""
+    if config.planner.objectives[0] not in targets:
+        return None
+    values = reference_values(config)
+    return None if values is None else top_value(values, config.top_fraction)
+
+
+def reference_values(config: CampaignConfig) -> np.ndarray | None:
+    """The first objective's labelled values over a reference the campaign can be judged against: the
+    campaign's own table, or for a campaign whose oracle uses the same charges, the committed labelled
+    design space (``top_found`` counts MOFs as good as its top 1 %; the discovery curve draws what random
+    search would find in it). None where no reference applies."""
     from discovery.pool import POOL_TABLE, read_table
 
     name = config.planner.objectives[0]
-    if name not in targets:
-        return None
     table = load_table(config)
-    rows: list[Mapping[str, Any]]
+    rows: Iterable[Mapping[str, Any]]
     if table is not None:
-        rows = list(table.values())
+        rows = table.values()
     else:
         header, rows = read_table(POOL_TABLE)
         if header.get("charges") != config.oracle.charges:
             return None
-    values = sorted((r["labels"][name] for r in rows if name in r.get("labels", {})), reverse=True)
-    k = max(1, int(round(config.top_fraction * len(values))))
-    return values[k - 1] if values else None
+    values = [r["labels"][name] for r in rows if name in r.get("labels", {})]
+    return np.asarray(values, dtype=float) if values else None
+
+
+def top_value(values: np.ndarray, fraction: float) -> float:
+    """The value at the top ``fraction`` of ``values`` (at least the best one)."""
+    ordered = np.sort(values)[::-1]
+    return float(ordered[max(1, int(round(fraction * len(ordered)))) - 1])
 
 
 def check_transport_model(config: CampaignConfig) -> None:

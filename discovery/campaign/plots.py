@@ -17,15 +17,18 @@ from discovery.campaign.pareto import pareto_mask
 
 
 def discovery_curve(history: pd.DataFrame, objectives: Sequence[str], path: str | Path,
-                    top_threshold: dict[str, float] | None = None) -> Path:
-    """Best-so-far of each objective against oracle calls, one panel per objective."""
+                    top_threshold: dict[str, float] | None = None,
+                    random_reference: dict[str, np.ndarray] | None = None) -> Path:
+    """Best-so-far of each objective against oracle calls, one panel per objective; where given, the
+    reference's top-1 % line and what random search would have found by each call (``random_search``
+    over ``random_reference``'s values)."""
     plt = _pyplot()
     objectives = list(objectives)
     fig, axes = plt.subplots(1, max(len(objectives), 1), figsize=(5.5 * max(len(objectives), 1), 4.0),
                              squeeze=False)
     colours = _origin_colours(history)
     for ax, name in zip(axes[0], objectives):
-        _curve_panel(ax, history, name, colours, (top_threshold or {}).get(name))
+        _curve_panel(ax, history, name, colours, (top_threshold or {}).get(name), (random_reference or {}).get(name))
     n_failed = int((history["status"] != "ok").sum()) if "status" in history else 0
     fig.suptitle(f"{len(history)} oracle calls, {n_failed} failed")
     fig.tight_layout()
@@ -54,7 +57,23 @@ def pareto_plot(history: pd.DataFrame, objectives: tuple[str, str], path: str | 
     return _save(plt, fig, path)
 
 
-def _curve_panel(ax, history: pd.DataFrame, name: str, colours: dict[str, str], threshold: float | None) -> None:
+def random_search(values: np.ndarray, n_max: int) -> np.ndarray:
+    """Expected best of n draws without replacement from ``values``, for n = 1 .. min(n_max, len(values)):
+    P(best = the k-th smallest) = C(k - 1, n - 1) / C(N, n), summed in logs (N in the thousands)."""
+    from scipy.special import gammaln
+
+    v = np.sort(np.asarray(values, dtype=float))
+    N = len(v)
+    n = np.arange(1, min(n_max, N) + 1)[:, None]
+    k = np.arange(1, N + 1)[None, :]
+    possible = k >= n
+    log_w = (gammaln(k) - gammaln(n) - gammaln(np.where(possible, k - n + 1, 1))
+             - gammaln(N + 1) + gammaln(n + 1) + gammaln(N - n + 1))
+    return (np.where(possible, np.exp(np.where(possible, log_w, 0.0)), 0.0) * v[None, :]).sum(axis=1)
+
+
+def _curve_panel(ax, history: pd.DataFrame, name: str, colours: dict[str, str], threshold: float | None,
+                 reference: np.ndarray | None = None) -> None:
     ok = _ok(history)
     calls = ok["call"].to_numpy(float) if len(ok) else np.zeros(0)
     values = ok[name].to_numpy(float) if len(ok) else np.zeros(0)
@@ -69,11 +88,15 @@ def _curve_panel(ax, history: pd.DataFrame, name: str, colours: dict[str, str], 
         ax.step(np.append(calls[finite], last), np.append(best, best[-1]), where="post", c="k", lw=1.5,
                 label="best so far")
     if threshold is not None:
-        ax.axhline(threshold, ls="--", c="tab:red", lw=1, label="top 1 %")
+        ax.axhline(threshold, ls="--", c="tab:red", lw=1, label="top 1 % of the reference")
+    if reference is not None and len(history):
+        expected = random_search(reference, int(history["call"].max()) if "call" in history else len(history))
+        ax.plot(np.arange(1, len(expected) + 1), expected, ls=":", c="0.3", lw=1.2,
+                label="random search (expected best)")
     ax.set_xlabel("oracle calls")
     ax.set_ylabel(name)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
 
 
 def _ok(history: pd.DataFrame) -> pd.DataFrame:
