@@ -36,7 +36,7 @@ class MlflowObserver(ArtifactWriter):
         from agents.tracking import MlflowTracker
 
         t = self.state.config.tracking
-        self.tracker = MlflowTracker(experiment=t.experiment, root=t.root)
+        self.tracker = MlflowTracker(tracking_uri=t.uri, experiment=t.experiment, root=t.root)
         id_file = self.state.run_dir / RUN_ID_FILE
         previous = id_file.read_text().strip() if id_file.exists() else None
         run_id = self.tracker.start(self.state.config.name, self.state.config.to_dict(),

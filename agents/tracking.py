@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 PACKAGES = ("mof-discovery", "torch", "botorch", "ray", "raspalib", "pymatgen")
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # the tag MLflow's UI shows as the source version
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI files an experiment by this tag; without it a campaign opens under the GenAI views
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def default_tracking_uri(root: str | Path = "mlruns") -> str:
@@ -70,7 +72,6 @@ class MlflowTracker:
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "mof-discovery",
                  root: str | Path = "mlruns") -> None:
-        self.root = Path(root)
         self.tracking_uri = tracking_uri or default_tracking_uri(root)
         self.experiment = experiment
         self._client: MlflowClient | None = None
@@ -133,7 +134,8 @@ class MlflowTracker:
         found = client.get_experiment_by_name(self.experiment)
         if found is None:
             try:
-                return client.create_experiment(self.experiment, artifact_location=self._artifact_location())
+                return client.create_experiment(self.experiment, artifact_location=self._artifact_location(),
+                                                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             except Exception:
                 # another process created it in between
                 found = client.get_experiment_by_name(self.experiment)
@@ -141,13 +143,15 @@ class MlflowTracker:
                     raise
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        if EXPERIMENT_KIND_TAG not in found.tags:  # an experiment made before the tag was set
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
 
     def _artifact_location(self) -> str | None:
-        """Next to a local database; a server chooses its own."""
-        if not self.tracking_uri.startswith("sqlite:"):
+        """Next to a local database (``artifacts/`` beside ``mlflow.db``); a server chooses its own."""
+        if not self.tracking_uri.startswith("sqlite:///"):
             return None
-        folder = (self.root / "artifacts").expanduser().resolve()
+        folder = (Path(self.tracking_uri[len("sqlite:///"):]).parent / "artifacts").expanduser().resolve()
         folder.mkdir(parents=True, exist_ok=True)
         return folder.as_uri()
 

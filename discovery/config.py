@@ -103,8 +103,19 @@ class ResourcesConfig:
 class TrackingConfig:
     mlflow: bool = True
     root: str = "mlruns"  # SQLite store and artifacts, no server needed
+    # a team's MLflow tracking server (http://HOST:PORT or https://...) or any MLflow store URI instead of the
+    # local store under `root`; MLflow reads credentials from its own environment variables, never the config
+    uri: str | None = None
     experiment: str = "mof-discovery"
     top_k: int = bounded(10, 0)  # best candidates whose CIFs are logged
+
+    def __post_init__(self) -> None:
+        if self.uri is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:\S+", self.uri):
+            raise ConfigError(f"tracking.uri: {self.uri!r} is not a URI (e.g. http://mlflow.example.org:5000 "
+                              "or sqlite:///path/mlflow.db)")
+        if self.uri is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", self.uri):
+            raise ConfigError("tracking.uri: holds a password; give it through MLFLOW_TRACKING_USERNAME and "
+                              "MLFLOW_TRACKING_PASSWORD instead, so that it is not written into the run directory")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,32 @@ def client(t: MlflowTracker) -> MlflowClient:
     return MlflowClient(tracking_uri=t.tracking_uri)
 
 
+def test_the_experiment_opens_in_the_model_training_view(tracker, store):
+    """MLflow 3's UI files an experiment by its kind tag: a new one gets it, an old one without it too."""
+    c = client(tracker)
+    assert c.get_experiment_by_name(tracker.experiment).tags["mlflow.experimentKind"] == "custom_model_development"
+    old = c.create_experiment("made-before-the-tag")
+    assert "mlflow.experimentKind" not in c.get_experiment(old).tags
+    MlflowTracker(root=store, experiment="made-before-the-tag").start("demo", CONFIG)
+    assert c.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_tracking_uri_sends_the_run_to_another_store(tmp_path):
+    from discovery.config import ConfigError, load_config
+
+    uri = f"sqlite:///{tmp_path / 'team' / 'mlflow.db'}"
+    (tmp_path / "team").mkdir()
+    config = load_config({"tracking": {"uri": uri, "root": str(tmp_path / "local")}})
+    t = MlflowTracker(tracking_uri=config.tracking.uri, root=config.tracking.root, experiment="team")
+    run_id = t.start("demo", CONFIG)
+    t.finish()
+    assert MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FINISHED"
+    assert not (tmp_path / "local").exists() and (tmp_path / "team" / "artifacts").is_dir()
+    for bad, why in (("mlflow-server", "is not a URI"), ("https://me:secret@mlflow.example.org", "holds a password")):
+        with pytest.raises(ConfigError, match=f"tracking.uri: .*{why}|tracking.uri: {why}"):
+            load_config({"tracking": {"uri": bad}})
+
+
 def test_default_uri_is_absolute_sqlite(tmp_path):
     uri = default_tracking_uri(tmp_path / "store")
     assert uri == f"sqlite:///{tmp_path.resolve()}/store/mlflow.db"

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from agents.cli.types import non_negative_float, positive_int
 
 
-def _summary(report: dict[str, Any], run_id: str | None, root: str | None) -> str:
+def _summary(report: dict[str, Any], run_id: str | None, tracking) -> str:
+    """The campaign's report in a few lines, and where its MLflow run is (``tracking``: the config's section)."""
     c = report["counts"]
     lines = [f"campaign {report['name']!r} in {report['run_dir']}",
              f"  proposed {c['proposed']} ({c['invalid']} invalid), evaluated {c['evaluated']} of budget "
@@ -27,17 +28,21 @@ def _summary(report: dict[str, Any], run_id: str | None, root: str | None) -> st
     if len(report["objectives"]) > 1:
         lines.append(f"  Pareto front: {len(report['pareto_front'])} candidates")
     lines.append(f"  artifacts: {report['run_dir']}/artifacts (campaign.csv, report.json, plots, CIFs)")
-    if run_id:
+    uri = tracking.uri
+    if run_id and uri and uri.startswith(("http://", "https://")):
+        lines.append(f"  MLflow run {run_id} on {uri}, experiment {tracking.experiment!r}")
+    elif run_id:
+        store = uri or f"sqlite:///{tracking.root}/mlflow.db"
         lines.append(f"  MLflow run {run_id}; browse with:\n"
-                     f"    mlflow ui --backend-store-uri sqlite:///{root}/mlflow.db --host 127.0.0.1 --port 5000")
+                     f"    mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5000")
     return "\n".join(lines)
 
 
 def _finish(campaign, report: dict[str, Any], as_json: bool) -> int:
     run_id_file = campaign.run_dir / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
-    root = campaign.config.tracking.root
-    print(json.dumps(report, indent=2, default=str) if as_json else _summary(report, run_id, root))
+    print(json.dumps(report, indent=2, default=str) if as_json else _summary(report, run_id,
+                                                                             campaign.config.tracking))
     campaign.close()
     return 0
 
@@ -68,7 +73,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     state.close()
     run_id_file = state.run_dir / "mlflow_run_id"
     print(json.dumps(rep, indent=2, default=str) if args.json else
-          _summary(rep, run_id_file.read_text().strip() if run_id_file.exists() else None, state.config.tracking.root))
+          _summary(rep, run_id_file.read_text().strip() if run_id_file.exists() else None, state.config.tracking))
     return 0
 
 
