@@ -66,10 +66,9 @@ def random_search(values: np.ndarray, n_max: int) -> np.ndarray:
     N = len(v)
     n = np.arange(1, min(n_max, N) + 1)[:, None]
     k = np.arange(1, N + 1)[None, :]
-    possible = k >= n
-    log_w = (gammaln(k) - gammaln(n) - gammaln(np.where(possible, k - n + 1, 1))
+    log_w = (gammaln(k) - gammaln(n) - gammaln(np.maximum(k - n + 1, 1))
              - gammaln(N + 1) + gammaln(n + 1) + gammaln(N - n + 1))
-    return (np.where(possible, np.exp(np.where(possible, log_w, 0.0)), 0.0) * v[None, :]).sum(axis=1)
+    return (np.where(k >= n, np.exp(log_w), 0.0) * v[None, :]).sum(axis=1)
 
 
 def _curve_panel(ax, history: pd.DataFrame, name: str, colours: dict[str, str], threshold: float | None,

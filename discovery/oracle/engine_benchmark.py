@@ -88,7 +88,7 @@ def check_grids(structures: dict[str, MOF], charges: Iterable[tuple[str, str]] =
     charge model and guest: no RASPA3, so no sampling noise between the two K_H."""
     from tqdm import tqdm
 
-    from discovery.oracle.adsorption.exact import grid_check
+    from discovery.oracle.adsorption.exact import DirectSums, grid_check
     from discovery.oracle.adsorption.forcefield import CO2, N2
     from discovery.oracle.adsorption.grid import Framework, GridSettings, energy_grids
     from discovery.oracle.core import Oracle
@@ -101,8 +101,9 @@ def check_grids(structures: dict[str, MOF], charges: Iterable[tuple[str, str]] =
             continue
         fw = Framework.from_box(Oracle(OracleSettings(charges=charge)).box(mof))
         grids = energy_grids(fw, [s for g in (CO2, N2) for s in g.sites], GridSettings(spacing_A=grid_spacing))
+        sums = DirectSums(fw, grids.settings.cutoff_A)
         for guest in (CO2, N2):
-            found = grid_check(grids, guest, insertions=insertions).to_dict()
+            found = grid_check(grids, guest, insertions=insertions, sums=sums).to_dict()
             rows.append({"structure": name, "charges": label, **found, "ratio": round(found["ratio"], 5)})
     out: dict[str, Any] = {"rows": rows, "grid_spacing_A": grid_spacing}
     if rows:

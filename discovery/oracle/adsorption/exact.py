@@ -133,12 +133,14 @@ class GridCheck:
 
 
 def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = WidomSettings(),
-               insertions: int = 50_000, picks: int = 4_000, overlaps: int = 1_000) -> GridCheck:
+               insertions: int = 50_000, picks: int = 4_000, overlaps: int = 1_000,
+               sums: DirectSums | None = None) -> GridCheck:
     """``insertions`` seeded insertions of ``guest`` (the engine's own sampling) and their K_H from the
     grids; the same K_H from direct sums, estimated without summing them all: ``picks`` insertions drawn
     in proportion to their grid weight give sum(W_direct) / sum(W_grid) as the mean of W_direct / W_grid
     (unbiased, and precise where the two agree), and a uniform sample of ``overlaps`` of the insertions the
-    grid calls overlaps adds what the direct sums give those."""
+    grid calls overlaps adds what the direct sums give those. ``sums``: the framework's direct sums, when
+    several guests are checked on the same grids (their k-vectors are set up once)."""
     t0 = time.process_time()
     sampler = Sampler(grids, guest, settings, torch.Generator(device=grids.settings.device).manual_seed(settings.seed))
     centre_frac, axis, factor = sampler.draw(insertions)
@@ -151,7 +153,8 @@ def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = Widom
     zero = np.flatnonzero(w_grid == 0)
     sampled_zero = rng.choice(zero, size=min(overlaps, len(zero)), replace=False)
     chosen = np.unique(np.concatenate([weighted, sampled_zero]))
-    direct = dict(zip(chosen, _direct_energies(grids, guest, sampler, centre_frac[chosen], axis[chosen])))
+    sums = sums or DirectSums(grids.framework, grids.settings.cutoff_A)
+    direct = dict(zip(chosen, _direct_energies(sums, guest, sampler, centre_frac[chosen], axis[chosen])))
     w_direct = lambda i: math.exp(-max(direct[i], -1e5) / T) * factor_np[i]  # noqa: E731
     ratios = np.array([w_direct(i) / w_grid[i] for i in weighted])
     missed = sum(w_direct(i) for i in sampled_zero) * len(zero) / max(len(sampled_zero), 1)
@@ -171,12 +174,11 @@ def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = Widom
                      insertions=insertions, summed=len(chosen), cpu_s=time.process_time() - t0)
 
 
-def _direct_energies(grids: EnergyGrids, guest: Guest, sampler: Sampler, centre_frac: torch.Tensor,
+def _direct_energies(sums: DirectSums, guest: Guest, sampler: Sampler, centre_frac: torch.Tensor,
                      axis: torch.Tensor) -> np.ndarray:
     """The guest's energy (K) at the given insertions by direct summation; blocked pockets as the grid
     engine blocks them (+inf)."""
-    fw = grids.framework
-    sums = DirectSums(fw, grids.settings.cutoff_A)
+    fw = sums.fw
     centre = centre_frac.double().cpu().numpy() @ fw.lattice
     unit = axis.double().cpu().numpy()
     energy = np.zeros(len(centre))

@@ -31,7 +31,7 @@ import torch
 
 from discovery.errors import DiscoveryError
 from discovery.oracle.adsorption.forcefield import CO2, Guest
-from discovery.oracle.adsorption.grid import EnergyGrids, GridSettings, energy_grids
+from discovery.oracle.adsorption.grid import EnergyGrids, Framework, GridSettings, energy_grids
 
 GAS_CONSTANT = 8.314462618  # J / (mol K)
 AVOGADRO = 6.02214076e23
@@ -112,7 +112,7 @@ def widom(grids: EnergyGrids, guest: Guest = CO2, settings: WidomSettings = Wido
                            grid_cpu_s=grids.cpu_s, settings={**asdict(settings), **_grid_record(grids)})
 
 
-def kh_per_mean_weight(fw, temperature: float) -> float:
+def kh_per_mean_weight(fw: Framework, temperature: float) -> float:
     """K_H (mol kg^-1 Pa^-1) per unit of the mean Boltzmann weight <W>: 1 / (R T rho_framework)."""
     rho = fw.mass_amu * 1e-3 / (AVOGADRO * fw.volume_A3 * 1e-30)  # kg m^-3
     return 1.0 / (GAS_CONSTANT * temperature * rho)
