@@ -178,6 +178,12 @@ class Campaign:
         self.executor.close()
         self.state.close()
 
+    def __enter__(self) -> "Campaign":
+        return self
+
+    def __exit__(self, *exc: object) -> None:  # ``with Campaign.from_config(...) as c:`` closes on errors too
+        self.close()
+
     # ---- planning: a generator of calls, driven by the executor ------------------------------------
     def next_round(self) -> int:
         return min([r for r, rnd in self.state.rounds.items() if not rnd.selected] or [len(self.state.rounds)])
