@@ -64,19 +64,23 @@ class RayExecutor(Executor):
         _Scheduler(self, campaign, progress, plan).run()
 
     def oracle_pool(self) -> list:
+        """The oracle workers: one slot per worker; with ``resources.oracle_concurrency`` c > 1, c slots
+        share one actor (a threaded actor serving c calls at once)."""
         if not self.oracles:
             res = self.campaign.config.resources
-            self.oracles = [OracleAgent.options(num_cpus=res.cpus_per_oracle).remote(self.campaign.parts.oracle)
-                            for _ in range(workers(res))]
-            _, waiting = ray.wait([a.pid.remote() for a in self.oracles], num_returns=len(self.oracles), timeout=60)
+            n, per = workers(res), res.oracle_concurrency
+            actors = [OracleAgent.options(num_cpus=res.cpus_per_oracle, max_concurrency=per)
+                      .remote(self.campaign.parts.oracle) for _ in range(-(-n // per))]
+            self.oracles = [actors[i // per] for i in range(n)]
+            _, waiting = ray.wait([a.pid.remote() for a in actors], num_returns=len(actors), timeout=60)
             if waiting:  # Ray waits for free CPUs silently; say so
-                log.warning("%d of %d oracle workers have not started after 60 s: the cluster lacks free CPUs for "
+                log.warning("%d of %d oracle actors have not started after 60 s: the cluster lacks free CPUs for "
                             "resources.oracle_workers x cpus_per_oracle (%s); waiting for them", len(waiting),
-                            len(self.oracles), ray.available_resources().get("CPU", 0))
+                            len(actors), ray.available_resources().get("CPU", 0))
         return self.oracles
 
     def close(self) -> None:
-        for actor in [*self.oracles, *self.agents.values()]:
+        for actor in {id(a): a for a in [*self.oracles, *self.agents.values()]}.values():
             ray.kill(actor)
         self.oracles, self.agents = [], {}
 

@@ -96,6 +96,10 @@ class ResourcesConfig:
     address: str | None = None  # Ray: None starts a local instance; "auto" or "ray://host:10001" joins one
     oracle_workers: int | None = bounded(None, 1)  # None: one per CPU of the Ray cluster
     cpus_per_oracle: float = bounded(1.0, 0.01)  # above zero: 0 would ask Ray for an oracle actor per ~1e-9 CPU
+    # oracle calls one oracle actor serves at once (threads): above 1 only for an oracle that waits rather than
+    # computes (a lookup, a remote simulation service); each actor still reserves cpus_per_oracle, and a call
+    # past oracle.timeout_s restarts its actor, so the other calls it serves are retried
+    oracle_concurrency: int = bounded(1, 1)
     namespace: str = "mof-discovery"
 
 

@@ -89,6 +89,22 @@ def test_ask_and_tell(ray_session, tmp_path):
     campaign.close()
 
 
+def test_oracle_slots_share_a_threaded_actor(ray_session, tmp_path):
+    """``resources.oracle_concurrency``: four worker slots served by one actor, its calls overlapping (what
+    ``discovery benchmark loop --workers`` uses to simulate many workers)."""
+    from agents.campaign import Campaign
+
+    config = _config(budget=8, batch_size=4, oracle__lookup_delay_s=0.5, surrogate__min_train=20,
+                     resources={"oracle_workers": 4, "oracle_concurrency": 4, "cpus_per_oracle": 0.5})
+    campaign = Campaign.from_config(config, run_dir=tmp_path / "run")
+    campaign.run(progress=False)
+    results = [campaign.state.results[i] for i in campaign.state.order]
+    campaign.close()
+    assert len(results) == 8 and len({r["worker"] for r in results}) == 1
+    spans = sorted((r["started"], r["finished"]) for r in results)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # calls ran at the same time
+
+
 def test_crashed_worker_is_retried_then_recorded(by_value, ray_session, tmp_path):
     from agents.campaign import Campaign
 

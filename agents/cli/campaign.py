@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any, Callable
 
-from agents.cli.types import non_negative_float, positive_int
+from agents.cli.types import non_negative_float, positive_int, positive_int_list
 
 
 def _summary(report: dict[str, Any], run_id: str | None, tracking) -> str:
@@ -78,10 +78,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark_loop(args: argparse.Namespace) -> int:
-    from agents.benchmark import benchmark_loop
+    from agents.benchmark import benchmark_loop, benchmark_scaling
 
-    print(json.dumps(benchmark_loop(delay_s=args.delay, budget=args.budget, batch_size=args.batch_size),
-                     indent=2))
+    if args.workers:
+        result = benchmark_scaling(args.workers, delay_s=args.delay if args.delay is not None else 10.0,
+                                   rounds=args.rounds)
+    else:
+        result = benchmark_loop(delay_s=args.delay if args.delay is not None else 2.0, budget=args.budget,
+                                batch_size=args.batch_size)
+    print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
 
@@ -106,6 +111,11 @@ def register(sub, benchmarks, add: Callable) -> None:
 
     sp = add(benchmarks, "loop", cmd_benchmark_loop,
              "oracle-worker utilisation, scheduling overhead per round and 2-worker speedup of the Ray loop")
-    sp.add_argument("--delay", type=non_negative_float, default=2.0, help="seconds each (lookup) oracle call takes")
+    sp.add_argument("--delay", type=non_negative_float,
+                    help="seconds each (lookup) oracle call takes (default 2, with --workers 10)")
     sp.add_argument("--budget", type=positive_int, default=48)
     sp.add_argument("--batch-size", type=positive_int, default=8)
+    sp.add_argument("--workers", type=positive_int_list, metavar="N,N,...",
+                    help="instead: utilisation and driver CPU per result with these many simulated workers, "
+                         "e.g. 8,32,128 (a batch of N per round)")
+    sp.add_argument("--rounds", type=positive_int, default=4, help="with --workers: rounds per worker count")

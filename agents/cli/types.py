@@ -26,3 +26,11 @@ positive_float = _number(float, 0.0, True, "a positive number")
 non_negative_float = _number(float, 0.0, False, "a number >= 0")
 positive_int = _number(int, 0, True, "a whole number >= 1")
 non_negative_int = _number(int, 0, False, "a whole number >= 0")
+
+
+def positive_int_list(text: str) -> list[int]:
+    """``8,32,128``: whole numbers >= 1, comma-separated."""
+    try:
+        return [positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers >= 1") from None
