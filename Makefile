@@ -19,12 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyeqeq==0.0.10
 	touch $(STAMP)
 
-# The quickstart campaign: diffusion-generator proposals, GNN surrogate, BoTorch, the real RASPA3 oracle, on
-# local Ray; state in runs/quickstart-TIME, tracking in ./mlruns. The generator is trained first when
-# models/generator is missing (about 12 CPU-minutes). Ray runs with token
+# The quickstart campaign: diffusion-generator proposals (the shipped generator), GNN surrogate, BoTorch, the
+# real RASPA3 oracle, on local Ray; state in runs/quickstart-TIME, tracking in ./mlruns. Ray runs with token
 # authentication (agents/runtime.py): a local instance uses ~/.ray/auth_token, created owner-only when missing.
 demo: venv
-	test -f models/generator/model.json || OMP_NUM_THREADS=1 $(BIN)/discovery train generator --out models/generator
 	$(BIN)/discovery run configs/quickstart.yaml
 
 test: venv

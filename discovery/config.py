@@ -40,7 +40,9 @@ class ProposerConfig:
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     parents: int = bounded(16, 1)  # the best results so far (by the campaign's objectives) handed to the generator
     table: str | None = None  # kind "table": a pool table (None: the committed one)
-    model: str = "models/generator"  # kind "diffusion": a trained generator (`discovery train generator`)
+    # kind "diffusion": a trained generator's directory (`discovery train generator`); "default": the one
+    # the package ships (discovery/data/models/README.md)
+    model: str = "default"
     # ... with this many steps (about 20 min on two threads; docs/generator.md has what 4,000 gave)
     train_steps: int = bounded(12000, 1)
     train_if_missing: bool = False  # train the generator first when proposer.model is missing (explicit: it is long)

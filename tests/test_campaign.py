@@ -196,18 +196,33 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
 
 
 CLUSTER_SCRIPT = """
-import json, sys
+import json, shutil, sys
 from ray.cluster_utils import Cluster
+from agents.campaign import Campaign
+from agents.cli.main import main
+
+
+class DensityTestOracle:  # test double (defined in __main__, so it travels to the workers by value)
+    def evaluate(self, candidate):
+        from discovery.structures.mof import MOF
+
+        density = float(MOF.from_json(candidate.mof_json).structure.density)
+        return {"status": "ok", "values": {"log10_kh_co2": -6.0 + density, "log10_kh_n2": -6.0}}
+
+
+config, run_dir, model = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+assert main(["train", "generator", "--steps", "100", "--embedding-epochs", "2", "--hidden", "32", "--layers", "2",
+             "--diffusion-steps", "20", "--out", model, "--json"]) == 0
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()
-from agents.campaign import Campaign
-config = json.loads(sys.argv[1])
-config["resources"] = {"address": cluster.address}
-campaign = Campaign.from_config(config, run_dir=sys.argv[2])
+config["resources"], config["proposer"]["model"] = {"address": cluster.address}, model
+campaign = Campaign.from_config(config, run_dir=run_dir, oracle=DensityTestOracle())
+shutil.rmtree(model)  # the model travels with the job: no worker may read it by path
 report = campaign.run(progress=False)
 nodes = {campaign.state.results[i]["worker"].split(":")[1] for i in campaign.state.order}
-print(json.dumps({"evaluated": report["counts"]["evaluated"], "nodes": sorted(nodes)}))
+generators = sorted({c["generator"] for c in campaign.state.candidates.values()})
+print(json.dumps({"evaluated": report["counts"]["evaluated"], "nodes": sorted(nodes), "generators": generators}))
 campaign.close()
 import ray
 ray.shutdown()
@@ -215,17 +230,22 @@ cluster.shutdown()
 """
 
 
-def test_same_config_runs_on_a_two_node_cluster(tmp_path):
-    """A local multi-node ``ray.cluster_utils.Cluster``: one oracle worker per node (1 CPU each), both used."""
+def test_diffusion_campaign_runs_on_a_two_node_cluster(tmp_path):
+    """A local multi-node ``ray.cluster_utils.Cluster`` runs the diffusion generator's campaign: the model
+    directory is deleted once the campaign is built (it reaches the generator's worker as bytes, not by
+    path); one oracle worker per node (1 CPU each), both used."""
     import json
     import subprocess
 
-    config = json.dumps(_config(budget=16, oracle__lookup_delay_s=0.2, surrogate__min_train=20))
-    out = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, config, str(tmp_path / "run")], check=True,
-                         capture_output=True, text=True, timeout=600)
+    config = json.dumps(_config(budget=8, batch_size=4, oracle__kind="raspa", surrogate__min_train=20, proposer={
+        "kind": "diffusion", "candidates_per_round": 8, "finetune_after": 4, "strength": 0.05,
+        "block_strength": 0.05}))
+    out = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, config, str(tmp_path / "run"), str(tmp_path / "model")],
+                         check=True, capture_output=True, text=True, timeout=600)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["evaluated"] == 16
+    assert result["evaluated"] == 8
     assert len(result["nodes"]) == 2
+    assert result["generators"] and all(g.startswith("diffusion-v") for g in result["generators"])
 
 
 def test_a_killed_surrogate_agent_is_restored(ray_session, tmp_path):

@@ -189,3 +189,27 @@ def test_a_missing_generator_is_not_trained_unasked_and_leaves_no_run_directory(
     with pytest.raises(DiscoveryError, match="train-generator"):
         Campaign.from_config(config, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_model_files_travel_as_bytes_and_land_once_per_digest(tmp_path):
+    """A model directory read on the driver is written back, byte for byte, into a cache folder named by its
+    digest; the same files land in the same folder (reused), changed files in another."""
+    from discovery.campaign.modelfiles import ModelFiles
+    from discovery.errors import DiscoveryError
+
+    src = tmp_path / "model"
+    (src / "embedding").mkdir(parents=True)
+    (src / "model.json").write_text('{"version": 1}')
+    (src / "embedding" / "weights.pt").write_bytes(bytes(range(256)) * 10)
+    files = ModelFiles.read(src)
+    out = files.materialize(tmp_path / "cache")
+    assert out.parent == tmp_path / "cache" and out != src
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        ["embedding/weights.pt", "model.json"]
+    assert (out / "embedding" / "weights.pt").read_bytes() == (src / "embedding" / "weights.pt").read_bytes()
+    assert files.materialize(tmp_path / "cache") == out and files.nbytes == 2560 + 14
+    (src / "model.json").write_text('{"version": 2}')
+    assert ModelFiles.read(src).materialize(tmp_path / "cache") != out
+    assert not list((tmp_path / "cache").glob(".incoming-*"))  # no scratch folder left behind
+    with pytest.raises(DiscoveryError, match="no model directory"):
+        ModelFiles.read(tmp_path / "missing")

@@ -84,7 +84,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp = add(sub, "generate", cmd_generate, "sample MOFs with a trained generator; CIFs and metrics into --out")
     sp.add_argument("--n", type=positive_int, required=True)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--model", default="models/generator")
+    sp.add_argument("--model", default="default", help="a generator directory; default: the shipped one")
     sp.add_argument("--mode", choices=["edit", "denovo"], default="edit",
                     help="edit: re-noise and denoise training MOFs (what the loop does first); denovo: cell, "
                          "bead count and beads from the prior")
@@ -98,7 +98,8 @@ def register(train, sub, benchmarks, add: Callable) -> None:
 
     sp = add(benchmarks, "generator", cmd_benchmark,
              "validity, uniqueness, novelty, valid MOFs per CPU-second and the retrain lift of the generator")
-    sp.add_argument("--model", default="models/generator", help="trained here first if missing")
+    sp.add_argument("--model", default="default",
+                    help="a generator directory (trained here first if missing); default: the shipped one")
     sp.add_argument("--n", type=positive_int, default=200, help="samples per measurement")
     _edit_arguments(sp)
     sp.add_argument("--guidance", type=positive_float, default=PROPOSER.guidance,

@@ -100,7 +100,8 @@ def register(sub, datasets, benchmarks, add: Callable):
 
     sp = add(sub, "predict", cmd_predict, "score structures (JSON records with a CG view) with a saved surrogate")
     sp.add_argument("structures", nargs="+")
-    sp.add_argument("--model", required=True, help="model directory written by `discovery train surrogate`")
+    sp.add_argument("--model", default="default",
+                    help="model directory written by `discovery train surrogate`; default: the shipped one")
 
     sp = add(datasets, "export", cmd_dataset_export,
              "write a labelled dataset's pool table (CG views, descriptors, log10 labels; gzipped JSON lines)")

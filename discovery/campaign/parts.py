@@ -21,7 +21,9 @@ import numpy as np
 
 from discovery.config import CampaignConfig
 from discovery.errors import DiscoveryError
+from discovery.models import resolve_model
 from discovery.campaign.contracts import Generator, Oracle, Surrogate
+from discovery.campaign.modelfiles import ModelFiles
 
 SURROGATE_FACTORY = "surrogates.adsorption.campaign_model:from_config"  # (config, model_dir) -> Surrogate
 
@@ -40,12 +42,19 @@ class Parts:
         config = _absolute_paths(config, Path(run_dir))
         if surrogate is None:
             check_transport_model(config)
+        generator_files = transport_files = None
         if generator is None and config.proposer.kind == "diffusion":
             from discovery.generator.campaign import ensure_generator
 
             ensure_generator(config.proposer, config.seed)
-        return cls(generator=_builder(generator, Generator, build_generator, config, str(run_dir)),
-                   surrogate=_builder(surrogate, Surrogate, build_surrogate, config, str(Path(run_dir) / "models")),
+            generator_files = ModelFiles.read(config.proposer.model)
+        if surrogate is None and config.uses_transport:
+            transport_files = ModelFiles.read(config.surrogate.transport_model)
+        # the models travel with the builders (bytes), not by path: a worker on another machine of a
+        # cluster cannot read the driver's models/ folder
+        return cls(generator=_builder(generator, Generator, build_generator, config, str(run_dir), generator_files),
+                   surrogate=_builder(surrogate, Surrogate, build_surrogate, config, str(Path(run_dir) / "models"),
+                                      transport_files),
                    oracle=_builder(oracle, Oracle, build_oracle, config))
 
 
@@ -65,11 +74,14 @@ def _same(obj: Any) -> Any:
     return obj
 
 
-def build_generator(config: CampaignConfig, run_dir: str | None = None) -> Generator:
+def build_generator(config: CampaignConfig, run_dir: str | None = None, model: ModelFiles | None = None) -> Generator:
+    """The config's generator; ``model``: the diffusion generator's files, loaded from this machine's copy."""
     p = config.proposer
     if p.kind == "diffusion":
         from discovery.generator.campaign import CampaignGenerator
 
+        if model is not None:
+            p = replace(p, model=str(model.materialize()))
         return CampaignGenerator(p, run_dir, seed=config.seed)
     from discovery.campaign.generators import DesignSpaceGenerator, TableGenerator
 
@@ -78,7 +90,10 @@ def build_generator(config: CampaignConfig, run_dir: str | None = None) -> Gener
     return DesignSpaceGenerator(p.mutation_fraction)
 
 
-def build_surrogate(config: CampaignConfig, model_dir: str) -> Surrogate:
+def build_surrogate(config: CampaignConfig, model_dir: str, transport: ModelFiles | None = None) -> Surrogate:
+    """The config's surrogate, saving its versions in ``model_dir``; ``transport``: the transport model's files."""
+    if transport is not None:
+        config = replace(config, surrogate=replace(config.surrogate, transport_model=str(transport.materialize())))
     module, _, name = SURROGATE_FACTORY.partition(":")
     return getattr(importlib.import_module(module), name)(config, model_dir)
 
@@ -148,7 +163,8 @@ def check_transport_model(config: CampaignConfig) -> None:
 def _absolute_paths(config: CampaignConfig, run_dir: Path) -> CampaignConfig:
     """Models and the MD trajectory folder as absolute paths (the trajectories in the run directory unless
     the config names a folder: they can extend the transport model's training data)."""
-    model, transport = (str(Path(p).resolve()) for p in (config.proposer.model, config.surrogate.transport_model))
+    model, transport = (str(resolve_model(p, kind).resolve()) for p, kind in
+                        ((config.proposer.model, "generator"), (config.surrogate.transport_model, "transport")))
     config = replace(config, proposer=replace(config.proposer, model=model),
                      surrogate=replace(config.surrogate, transport_model=transport))
     if "diffusivity" in config.oracle.properties:

@@ -18,17 +18,18 @@ from discovery.generator.generator import DEFAULTS, DiffusionGenerator, prepare_
 from discovery.generator.metrics import generation_metrics
 from discovery.generator.model import ModelSettings
 from discovery.generator.train import examples_from_rows, train_model, training_rows
+from discovery.models import DEFAULT, resolve_model, write_fingerprint
 
-DEFAULT_MODEL = Path("models/generator")
+DEFAULT_MODEL = DEFAULT  # the shipped generator (discovery.models)
 DEFAULT_STEPS = DEFAULTS.train_steps
 # The diffusion model's training step runs 1.6x faster in wall time on two threads than on one (0.091 against
 # 0.145 s per step on this project's 2-core machine, at 1.25x the CPU); the BB embeddings' tiny graphs stay
-# on one.
-TRAIN_THREADS = min(2, os.cpu_count() or 1)
+# on one. OMP_NUM_THREADS, when set, caps it (two threads on a core another job holds spin and waste CPU).
+TRAIN_THREADS = min(2, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
 REPLAY_SIZE = 256  # training examples a generator keeps for fine-tuning (replay)
 
 
-def train_generator(source: str | Path | None = None, out: str | Path = DEFAULT_MODEL, steps: int = DEFAULT_STEPS,
+def train_generator(source: str | Path | None = None, out: str | Path = "models/generator", steps: int = DEFAULT_STEPS,
                     embedding_epochs: int = 300, seed: int = 0, settings: ModelSettings | None = None,
                     progress: bool = True) -> dict[str, Any]:
     """BB embeddings (contrastive) on the design space's building blocks, then the CG diffusion model on
@@ -50,14 +51,33 @@ def train_generator(source: str | Path | None = None, out: str | Path = DEFAULT_
         torch.set_num_threads(threads)
     generator = DiffusionGenerator(model, embedding)
     generator.save(out, {"source": str(source or "committed pool table"), "seed": seed, **summary})
+    write_fingerprint(out, fingerprint(generator))
     return {**summary, "embedding_cpu_s": round(emb_cpu, 1), "n_bbs": len(embedding), "skipped": len(skipped),
             "out": str(out)}
 
 
+def fingerprint(generator: DiffusionGenerator) -> dict[str, Any]:
+    """Outputs that move with any weight, under fixed seeds: the training loss terms on the committed pool
+    table's first 16 MOFs (by id) and the property head on 8 latents. Recorded when a model is trained
+    (``fingerprint.json``) and recomputed by the shipped-model test."""
+    from discovery.generator.model import collate
+
+    examples, _ = examples_from_rows(training_rows(None), generator.embedding.vector)
+    batch = collate(sorted(examples, key=lambda e: e.id)[:16], generator.model.normaliser)
+    model = generator.model.eval()
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(0)
+        terms = {k: round(float(v), 6) for k, v in model.loss(batch).items()}
+        z = torch.randn(8, model.settings.latent_dim)
+        predicted = [round(float(v), 6) for v in model.predict_property(z)]
+    return {"loss_terms": terms, "property_head": predicted}
+
+
 def load_generator(path: str | Path = DEFAULT_MODEL, source: str | Path | None = None, seed: int = 0,
                    rows: Sequence[dict[str, Any]] | None = None) -> DiffusionGenerator:
-    """A saved generator with a replay sample and the top decile of its training data (``rows``, else read
-    from ``source``), for fine-tuning and as first parents."""
+    """A saved generator (``default``: the shipped one) with a replay sample and the top decile of its
+    training data (``rows``, else read from ``source``), for fine-tuning and as first parents."""
+    path = resolve_model(path, "generator")
     if not (Path(path) / "model.json").exists():
         raise DiscoveryError(f"no generator at {path}: run `discovery train generator --out {path}` first")
     generator = DiffusionGenerator.load(path)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from discovery.errors import DiscoveryError
+from discovery.models import resolve_model, write_fingerprint
 from discovery.structures.descriptors import probe_descriptors
 from discovery.structures.mof import load_structure
 from discovery.targets import KH_CO2, KH_N2
@@ -26,6 +27,7 @@ def train_surrogate(source: str | Path | None, out: str | Path, config: Ensemble
     provenance = {"data_version": pool.data_version, "source": str(source or "committed pool table"),
                   "charges": charges, "n_labelled": len(pool), "n_skipped": len(pool.skipped)}
     model.save(out, extra=provenance)
+    write_fingerprint(out, fingerprint(model))
     return {"model": str(out), **provenance, "n_train": model.info["n_train"], "n_val": model.info["n_val"],
             "train_s": round(model.info["train_s"], 1), "calibration_scale": model.scale.tolist(),
             "targets": list(config.targets)}
@@ -53,10 +55,19 @@ def _dataset_geometry(dataset: str) -> dict[str, dict[str, Any]]:
     return dataset_geometry(dataset)
 
 
+def fingerprint(model: DeepEnsemble) -> dict[str, Any]:
+    """The calibrated predictions on the committed pool table's first 8 MOFs: recorded when a model is
+    trained (``fingerprint.json``), recomputed by the shipped-model test."""
+    pool = load_pool(None, targets=model.config.targets, settings=model.config.graph, limit=8)
+    pred = model.predict(pool.graphs)
+    return {"ids": pool.ids, "mean": np.round(pred.mean, 6).tolist(), "std": np.round(pred.std, 6).tolist()}
+
+
 def predict_structures(model_dir: str | Path, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Calibrated mean and standard deviation of every target for each structure (JSON records with a CG
-    view); a structure that cannot be scored gets an ``error`` naming the problem, the others go on."""
-    model = DeepEnsemble.load(model_dir)
+    view) by the model in ``model_dir`` (``default``: the shipped one); a structure that cannot be scored
+    gets an ``error`` naming the problem, the others go on."""
+    model = DeepEnsemble.load(resolve_model(model_dir, "surrogate"))
     rows, graphs = [], []
     for path in map(Path, paths):
         try:

@@ -1,0 +1,57 @@
+"""The default models the package ships (discovery/data/models): present, small, free of pickled code,
+documented with the command that regenerates them, and giving the outputs recorded when they were trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from discovery.models import FINGERPRINT, SHIPPED, read_fingerprint, resolve_model
+
+KINDS = ("generator", "surrogate")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shipped_model_is_small_safe_and_documented(kind):
+    path = SHIPPED / kind
+    assert (path / "model.json").is_file() and (path / FINGERPRINT).is_file()
+    files = [p for p in path.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20
+    for f in files:
+        assert f.suffix in {".json", ".pt", ".npz"}, f
+        if f.suffix == ".pt":
+            torch.load(f, weights_only=True)  # refuses anything but tensors and plain containers
+        elif f.suffix == ".npz":
+            with np.load(f, allow_pickle=False) as arrays:
+                assert all(arrays[k].dtype != object for k in arrays.files)
+    assert f"discovery train {kind}" in (SHIPPED / "README.md").read_text()
+
+
+def test_default_names_the_shipped_model_and_a_path_stays_a_path(tmp_path):
+    from discovery.config import load_config
+
+    assert resolve_model("default", "generator") == SHIPPED / "generator"
+    assert resolve_model(tmp_path, "generator") == tmp_path
+    assert load_config({}, []).proposer.model == "default"
+
+
+def test_shipped_generator_gives_its_recorded_outputs():
+    from discovery.generator.pipeline import fingerprint, load_generator
+
+    got, recorded = fingerprint(load_generator("default")), read_fingerprint(SHIPPED / "generator")
+    assert got["loss_terms"].keys() == recorded["loss_terms"].keys()
+    for key, value in recorded["loss_terms"].items():
+        assert got["loss_terms"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    assert got["property_head"] == pytest.approx(recorded["property_head"], abs=1e-5)
+
+
+def test_shipped_surrogate_gives_its_recorded_predictions():
+    from surrogates.adsorption.ensemble import DeepEnsemble
+    from surrogates.adsorption.train import fingerprint
+
+    got, recorded = fingerprint(DeepEnsemble.load(resolve_model("default", "surrogate"))), \
+        read_fingerprint(SHIPPED / "surrogate")
+    assert got["ids"] == recorded["ids"] and len(got["ids"]) == 8
+    assert np.allclose(got["mean"], recorded["mean"], atol=1e-5)
+    assert np.allclose(got["std"], recorded["std"], atol=1e-5)
