@@ -3,8 +3,9 @@
 - ``OracleAgent`` (one per CPU by default): evaluates one candidate at a time with the campaign's oracle
   (``discovery.campaign.executor.evaluate``: timings and where it ran); restarted by Ray when its process
   dies (the driver retries the task, then records a failure).
-- ``PartAgent``: holds the generator or the surrogate, built on the worker from its builder, and performs
-  the core's calls on it (``discovery.campaign.executor.Call``).
+- ``PartAgent``: holds the generator or the surrogate, built on the worker from its builder (put once in
+  Ray's object store: a diffusion generator's builder carries the model's bytes), and performs the core's
+  calls on it (``discovery.campaign.executor.Call``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ class OracleAgent:
 
 @ray.remote(max_restarts=3, max_task_retries=1)
 class PartAgent:
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self.part = build()
+    def __init__(self, build: list) -> None:
+        # ``build``: [the builder's object ref]. Inside a list Ray hands the ref over unresolved; the driver
+        # keeps it alive, so a restarted agent finds its builder (and the model bytes it carries) again.
+        self.part = ray.get(build[0])()
 
     def call(self, method: str, *args: Any) -> Any:
         return Call("part", method, *args).apply(self.part)

@@ -39,6 +39,7 @@ class RayExecutor(Executor):
 
     def __init__(self) -> None:
         self.agents: dict[str, Any] = {}
+        self.builders: dict[str, Any] = {}  # object refs the agents are built from, alive while the campaign is
         self.oracles: list = []
         self.campaign: core.Campaign | None = None
 
@@ -49,8 +50,8 @@ class RayExecutor(Executor):
     def start(self, campaign: core.Campaign) -> None:
         self.campaign = campaign
         connect(campaign.config.resources)
-        self.agents = {role: PartAgent.options(num_cpus=0).remote(getattr(campaign.parts, role))
-                       for role in ("generator", "surrogate")}
+        self.builders = {role: ray.put(getattr(campaign.parts, role)) for role in ("generator", "surrogate")}
+        self.agents = {role: PartAgent.options(num_cpus=0).remote([ref]) for role, ref in self.builders.items()}
 
     def submit(self, call: Call):
         if call.role not in self.agents:
@@ -82,7 +83,7 @@ class RayExecutor(Executor):
     def close(self) -> None:
         for actor in {id(a): a for a in [*self.oracles, *self.agents.values()]}.values():
             ray.kill(actor)
-        self.oracles, self.agents = [], {}
+        self.oracles, self.agents, self.builders = [], {}, {}
 
 
 class Campaign(core.Campaign):
