@@ -42,8 +42,8 @@ def test_shipped_generator_gives_its_recorded_outputs():
     got, recorded = fingerprint(load_generator("default")), read_fingerprint(SHIPPED / "generator")
     assert got["loss_terms"].keys() == recorded["loss_terms"].keys()
     for key, value in recorded["loss_terms"].items():
-        assert got["loss_terms"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
-    assert got["property_head"] == pytest.approx(recorded["property_head"], abs=1e-5)
+        assert got["loss_terms"][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+    assert got["property_head"] == pytest.approx(recorded["property_head"], abs=1e-4)  # another CPU: ~1e-6
 
 
 def test_shipped_surrogate_gives_its_recorded_predictions():
@@ -53,5 +53,5 @@ def test_shipped_surrogate_gives_its_recorded_predictions():
     got, recorded = fingerprint(DeepEnsemble.load(resolve_model("default", "surrogate"))), \
         read_fingerprint(SHIPPED / "surrogate")
     assert got["ids"] == recorded["ids"] and len(got["ids"]) == 8
-    assert np.allclose(got["mean"], recorded["mean"], atol=1e-5)
-    assert np.allclose(got["std"], recorded["std"], atol=1e-5)
+    assert np.allclose(got["mean"], recorded["mean"], atol=1e-4)  # a changed weight moves them far more
+    assert np.allclose(got["std"], recorded["std"], atol=1e-4)

@@ -70,7 +70,18 @@ class ModelFiles:
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mof-discovery" / "models"
+    """The user's cache folder; where it cannot be written (a worker without a home), a temporary folder
+    of this user's only."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mof-discovery" / "models"
+    try:
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cache
+    except OSError:
+        own = Path(tempfile.gettempdir()) / f"mof-discovery-models-{os.getuid()}"
+        own.mkdir(mode=0o700, exist_ok=True)
+        if own.stat().st_uid != os.getuid():  # planted by another user
+            raise DiscoveryError(f"{own} belongs to another user; set XDG_CACHE_HOME to a folder of yours")
+        return own
 
 
 def _digest(files: tuple[tuple[str, bytes], ...]) -> str:
