@@ -18,7 +18,6 @@ from discovery.generator.pipeline import (
     train_generator,
 )
 from discovery.generator.train import training_rows
-from discovery.models import DEFAULT
 from discovery.targets import KH_CO2
 from surrogates.adsorption.campaign_model import CampaignSurrogate
 from surrogates.adsorption.ensemble import EnsembleConfig
@@ -35,7 +34,7 @@ def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: i
     before, both from the same random training parents; after fine-tuning, samples are guided by the model
     before it (``guidance``, see ``model.Guide``); the surrogate is an ensemble trained on the same labelled
     table."""
-    if str(model) != DEFAULT and not (Path(model) / "model.json").exists():
+    if str(model) != DEFAULT_MODEL and not (Path(model) / "model.json").exists():
         train_generator(source, model, progress=progress)
     training = training_rows(source)  # read once: the generator's parents and every novelty count use it
     generator = load_generator(model, seed=seed, rows=training)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class ModelFiles:
         except OSError:  # another worker of this machine got there first: keep its copy
             if not target.is_dir():
                 raise
-            _remove(scratch)
+            shutil.rmtree(scratch)
         return target
 
 
@@ -89,9 +90,3 @@ def _digest(files: tuple[tuple[str, bytes], ...]) -> str:
     for name, data in files:
         h.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
     return h.hexdigest()
-
-
-def _remove(folder: Path) -> None:
-    for p in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        p.rmdir() if p.is_dir() else p.unlink()
-    folder.rmdir()
