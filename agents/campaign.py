@@ -121,6 +121,7 @@ class _Scheduler:
                 self._maybe_plan()
                 while free and self.queue:
                     self._submit(self.queue.popleft(), free.popleft())
+                self._maybe_plan()  # the queue may have just emptied: plan the next round now, not after a result
                 refs = [*self.in_flight, *([self.planning[1]] if self.planning else [])]
                 if not refs and not (self.queue and self.reviving):
                     break

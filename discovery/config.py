@@ -91,6 +91,7 @@ class PlannerSection:
     objectives: tuple[str, ...] = (KH_CO2,)
     minimum: dict[str, float] = field(default_factory=dict)  # outcome constraints, e.g. log10_selectivity: 1.0
     prefilter: int = bounded(300, 1)
+    joint_above: int = bounded(16, 0)  # larger single-objective batches: picks from one joint posterior sample
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ class CampaignConfig:
 
         p = self.planner
         return PlannerConfig(strategy=p.strategy, objectives=p.objectives, minimum=tuple(p.minimum.items()),
-                             targets=self.targets, prefilter=p.prefilter, seed=self.seed)
+                             targets=self.targets, prefilter=p.prefilter, joint_above=p.joint_above,
+                             seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

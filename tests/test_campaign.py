@@ -105,6 +105,23 @@ def test_oracle_slots_share_a_threaded_actor(ray_session, tmp_path):
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # calls ran at the same time
 
 
+def test_next_round_is_planned_while_the_oracle_runs(ray_session, tmp_path):
+    """A batch as large as the worker pool: round 1 is selected while round 0 is still being evaluated (the
+    scheduler once waited for a first result before it planned, idling every worker a round's planning)."""
+    import json
+
+    from agents.campaign import Campaign
+
+    config = _config(budget=8, batch_size=4, oracle__lookup_delay_s=4.0, surrogate__min_train=20,
+                     resources={"oracle_workers": 4, "oracle_concurrency": 4, "cpus_per_oracle": 0.5})
+    with Campaign.from_config(config, run_dir=tmp_path / "run") as campaign:
+        campaign.run(progress=False)
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    kinds = [(e["type"], e.get("round")) for e in events]
+    first_result = next(k for k, e in enumerate(events) if e["type"] == "result")
+    assert kinds.index(("selected", 1)) < first_result
+
+
 def test_crashed_worker_is_retried_then_recorded(by_value, ray_session, tmp_path):
     from agents.campaign import Campaign
 

@@ -88,3 +88,23 @@ def test_bad_planner_config_is_named():
         PlannerConfig(strategy="bayes")
     with pytest.raises(DiscoveryError, match="'log10_flue_co2'"):
         PlannerConfig(objectives=("log10_flue_co2",))
+
+
+def test_large_batches_pick_from_one_joint_sample_as_qlognei_would():
+    """Above ``joint_above`` the batch comes from one joint sample of the posterior: the same picks, in the
+    same order, as re-running qLogNEI for each pick on this ensemble, pending points and outcome constraints
+    still respected; and every row at most once, however large the batch."""
+    model, X = table(seed=0)
+    sequential = Planner(PlannerConfig(joint_above=100)).select(model, X[5:], X[:5], q=5)
+    joint = Planner(PlannerConfig(joint_above=0)).select(model, X[5:], X[:5], q=5)
+    assert joint.rows == sequential.rows
+    assert np.allclose(joint.scores[:3], sequential.scores[:3], atol=0.1)  # a log improvement, as qLogNEI's
+    pending = X[5:][joint.rows[:1]]
+    assert joint.rows[0] not in Planner(PlannerConfig(joint_above=0)).select(model, X[5:], X[:5], q=2,
+                                                                           pending=pending).rows
+    model, X = table(wide=0.0, base=0.002)
+    picked = Planner(PlannerConfig(joint_above=0, minimum=(("log10_kh_n2", -0.2),))).select(model, X[5:], X[:5], q=1)
+    assert picked.rows[0] + 5 in (11, 12)  # the best feasible, as in the sequential path
+    model, X = table(n=60)
+    rows = Planner(PlannerConfig()).select(model, X[10:], X[:10], q=40).rows
+    assert len(rows) == 40 == len(set(rows))

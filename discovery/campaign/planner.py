@@ -9,6 +9,12 @@ indices, or a GP over feature vectors); the planner never looks inside it.
   hypervolume acquisition is too slow on thousands of candidates, stack.md);
 - pending evaluations (``pending``) are conditioned on, and the batch is built greedily one point at a
   time with the earlier picks added to the pending set, as ``optimize_acqf_discrete`` does;
+- large single-objective batches (``q > joint_above``): re-running qLogNEI for each pick costs O(q x n)
+  posterior evaluations of a growing joint batch (0.5 s per pick at q = 128 on 512 candidates, which left
+  128 workers idle). Above that size the posterior is sampled once, jointly over the baseline, the pending
+  points and the candidates (an ensemble's members, or ``joint_samples`` draws otherwise), and each pick
+  maximises the same Monte Carlo estimate qLogNEI makes, the log mean of the soft-plus improvement over
+  the best feasible value of the baseline and the earlier picks, from those fixed samples: O(n) per pick;
 - outcome constraints (e.g. a minimum CO2/N2 selectivity) enter the acquisition as BoTorch constraints;
   known constraints (validity, CO2-accessible pores) are a ``feasible`` mask: excluded rows are never picked;
 - cost-aware multi-fidelity: ``costs`` (CPU-s of the level each candidate would run next) divide the
@@ -23,13 +29,15 @@ from typing import Callable
 
 import numpy as np
 import torch
-from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.logei import TAU_RELU, qLogNoisyExpectedImprovement
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
 )
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models.model import Model
+from botorch.posteriors.ensemble import EnsemblePosterior
+from botorch.utils.safe_math import log_softplus, logmeanexp
 from torch import Tensor
 
 from discovery.campaign.pareto import pareto_mask
@@ -49,6 +57,8 @@ class PlannerConfig:
     minimum: tuple[tuple[str, float], ...] = ()  # outcome constraints: (expression, lowest acceptable value)
     prefilter: int = 300  # several objectives: candidates kept before the hypervolume acquisition
     chunk: int = 2048  # candidates per acquisition call
+    joint_above: int = 16  # single objective, larger batches: greedy picks on one joint posterior sample
+    joint_samples: int = 256  # draws of that sample when the posterior is not a finite ensemble
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,6 +85,7 @@ class PlannerConfig:
 class Selection:
     rows: list[int]  # into the candidates
     scores: list[float]  # the (log) acquisition value, or the mean objective for greedy, at the time of the pick
+    # (joint-sample picks: the log expected improvement over the baseline, pending points and earlier picks)
 
 
 class Planner:
@@ -126,8 +137,10 @@ class Planner:
             allowed[keep] = True
         if observed is None or len(observed) == 0:  # nothing measured yet: the best predicted are the baseline
             observed = candidates[_pareto_order(means, np.ones(len(candidates), bool))[:8]]
-        acq = self._acquisition(model, observed, means[torch.from_numpy(allowed)])
         log_cost = np.zeros(len(candidates)) if costs is None else np.log(np.asarray(costs, float) / np.min(costs))
+        if len(c.objectives) == 1 and q > c.joint_above:
+            return self._joint_greedy(model, candidates, observed, pending, allowed, q, log_cost)
+        acq = self._acquisition(model, observed, means[torch.from_numpy(allowed)])
         chosen, scores, rows = [], [], np.flatnonzero(allowed)
         for _ in range(q):
             acq.set_X_pending(_cat(pending, candidates[chosen]) if chosen or pending is not None else None)
@@ -136,6 +149,33 @@ class Planner:
             best = int(np.argmax(values))
             chosen.append(int(rows[best]))
             scores.append(float(values[best]))
+        return Selection(chosen, scores)
+
+    def _joint_greedy(self, model, candidates, observed, pending, allowed, q, log_cost) -> Selection:
+        """Sequential greedy qLogNEI on one joint posterior sample (module docstring)."""
+        c = self.config
+        rows = np.flatnonzero(allowed)
+        parts = [observed, candidates[rows]] + ([pending] if pending is not None and len(pending) else [])
+        k, n = len(observed), len(rows)
+        with torch.no_grad():
+            posterior = model.posterior(torch.cat(parts))
+            samples = (posterior.values if isinstance(posterior, EnsemblePosterior)  # every member, once
+                       else posterior.rsample(torch.Size([c.joint_samples])))  # S x N x m
+            obj = c.output(c.objectives[0])(samples)
+            for name, value in c.minimum:  # an infeasible value improves nothing
+                obj = obj.masked_fill(c.output(name)(samples) < value, -torch.inf)
+        floor = obj[torch.isfinite(obj)].min() - 1.0 if torch.isfinite(obj).any() else torch.tensor(0.0)
+        best = torch.cat([obj[:, :k], obj[:, k + n:], floor.expand(len(obj), 1)], dim=1).amax(1)  # S
+        gains, chosen, scores = obj[:, k:k + n], [], []
+        taken = torch.zeros(n, dtype=torch.bool)
+        for _ in range(q):
+            values = logmeanexp(log_softplus(gains - best[:, None], tau=TAU_RELU), dim=0).numpy() - log_cost[rows]
+            values[taken.numpy()] = -np.inf
+            j = int(np.argmax(values))
+            taken[j] = True
+            best = torch.maximum(best, gains[:, j])
+            chosen.append(int(rows[j]))
+            scores.append(float(values[j]))
         return Selection(chosen, scores)
 
     def _acquisition(self, model: Model, observed: Tensor, allowed_means: Tensor):
