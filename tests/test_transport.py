@@ -132,13 +132,14 @@ def _write_trajectory(folder, name, rng, step_sd):
 def test_transport_benchmark_on_synthetic_trajectories(tmp_path):
     import json
 
-    from surrogates.transport.bench import benchmark_transport, md_runs
+    from discovery.oracle.transport.table import folder_runs
+    from surrogates.transport.bench import benchmark_transport
 
     rng = np.random.default_rng(7)
     rows = [_write_trajectory(tmp_path, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(5)]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert [r["md_cpu_s"] for r in md_runs(tmp_path)] == [300.0] * 5
-    out = benchmark_transport(tmp_path, n_test=2, stride=2, epochs=2, every=4, model_out=tmp_path / "model",
+    assert [r.md_cpu_s for r in folder_runs(tmp_path)] == [300.0] * 5
+    out = benchmark_transport(tmp_path, n_test=2, step_ps=0.2, epochs=2, every_ps=0.4, model_out=tmp_path / "model",
                               config=TransportConfig(hidden=16))
     assert out["n_test_mofs"] == 2 and out["n_train_mofs"] == 3 and out["long_step_ps"] == pytest.approx(0.2)
     assert out["long_step_md_steps"] == 50
@@ -194,7 +195,7 @@ def test_train_and_predict_transport_commands(tmp_path, irmof1, capsys):
     rows = [_write_trajectory(data, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(5)]
     (data / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["train", "transport", "--data", str(data), "--out", str(tmp_path / "m"), "--n-heldout", "2",
-                 "--stride", "2", "--epochs", "1", "--every", "4", "--json"]) == 0
+                 "--step-ps", "0.2", "--epochs", "1", "--every-ps", "0.4", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["n_train_mofs"] == 3 and trained["model"] == str(tmp_path / "m")
     cif = tmp_path / "irmof1.cif"
@@ -213,7 +214,8 @@ def test_training_data_from_several_folders(tmp_path):
     """A campaign's trajectory folder (no results file) adds training data; only MD-scored runs are held out."""
     import json
 
-    from surrogates.transport.bench import benchmark_transport, md_runs_of
+    from discovery.oracle.transport.table import runs_of
+    from surrogates.transport.bench import benchmark_transport
 
     rng = np.random.default_rng(9)
     data, campaign = tmp_path / "data", tmp_path / "campaign"
@@ -222,13 +224,61 @@ def test_training_data_from_several_folders(tmp_path):
     (data / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for name in ("mof0", "new1", "new2"):  # mof0 is in both: the first folder's run is kept
         _write_trajectory(campaign, name, rng, 0.5)
-    runs = md_runs_of([data, campaign])
-    assert [r["id"] for r in runs] == ["mof0", "mof1", "mof2", "new1", "new2"]
-    assert [r["md_d_m2_s"] is None for r in runs] == [False, False, False, True, True]
-    out = benchmark_transport([data, campaign], n_test=2, stride=2, epochs=1, every=4,
+    runs = runs_of([data, campaign])
+    assert [r.id for r in runs] == ["mof0", "mof1", "mof2", "new1", "new2"]
+    assert [r.md_d_m2_s is None for r in runs] == [False, False, False, True, True]
+    out = benchmark_transport([data, campaign], n_test=2, step_ps=0.2, epochs=1, every_ps=0.4,
                               config=TransportConfig(hidden=16))
     assert out["n_train_mofs"] == 3 and {r["id"] for r in out["per_mof"]} <= {"mof0", "mof1", "mof2"}
     with pytest.raises(Exception, match="0 with an MD result"):
         benchmark_transport([campaign], n_test=1)
     with pytest.raises(Exception, match="no such folder"):
-        md_runs_of([tmp_path / "missing"])
+        runs_of([tmp_path / "missing"])
+
+
+def test_trajectory_table_keeps_what_the_model_learns_from(tmp_path):
+    """The compact table: positions within half its quantum of the MD's (no accumulated drift), framework
+    atoms within 1e-3 A, the MD result kept, and a benchmark runs from it as from the folder."""
+    import json
+
+    from discovery.oracle.transport.md import load_trajectory
+    from discovery.oracle.transport.table import QUANTUM_A, export_table, load_table, runs_of, table_version
+    from surrogates.transport.bench import benchmark_transport
+
+    rng = np.random.default_rng(10)
+    data = tmp_path / "traj"
+    data.mkdir()
+    rows = [_write_trajectory(data, f"mof{k}", rng, 0.3 + 0.1 * k) for k in range(5)]
+    (data / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))  # mof4: no result yet
+    summary = export_table(data, tmp_path / "t.npz", frame_ps=0.2, progress=False)
+    assert summary["runs"] == 4 and summary["version"] == table_version(tmp_path / "t.npz")
+    runs = load_table(tmp_path / "t.npz")
+    assert [r.id for r in runs] == ["mof0", "mof1", "mof2", "mof3"]
+    original = load_trajectory(data / "mof3_co2_md_seed0.npz")
+    packed = runs[3].trajectory()
+    assert packed["com_positions_A"].shape == (60, 6, 3) and packed["times_ps"][1] == pytest.approx(0.2)
+    assert np.abs(packed["com_positions_A"] - original["com_positions_A"][::2]).max() <= QUANTUM_A / 2 + 1e-9
+    assert np.abs(packed["framework_positions_A"] - original["framework_positions_A"]).max() < 1e-3
+    assert packed["sample_every_steps"] == 50 and list(packed["framework_elements"]) == ["Zn"]
+    assert runs[3].md_d_m2_s == rows[3]["diffusivity"]["co2_m2_s"] and runs[3].md_cpu_s == 300.0
+    extra = tmp_path / "campaign"  # a campaign's folder: trajectories, no results file
+    extra.mkdir()
+    for name in ("mof0", "new"):
+        _write_trajectory(extra, name, rng, 0.5)
+    assert [r.id for r in runs_of([tmp_path / "t.npz", extra])] == ["mof0", "mof1", "mof2", "mof3", "new"]
+    with pytest.raises(Exception, match="whole number"):
+        benchmark_transport(tmp_path / "t.npz", n_test=2, step_ps=0.3, epochs=1, every_ps=0.4)
+    out = benchmark_transport(tmp_path / "t.npz", n_test=2, step_ps=0.2, epochs=1, every_ps=0.4,
+                              config=TransportConfig(hidden=16), model_out=tmp_path / "m")
+    assert out["n_train_mofs"] == 2 and out["long_step_md_steps"] == 50
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["data"] == [f"t.npz@{summary['version']}"]
+    from discovery.models import read_fingerprint
+    from surrogates.transport.bench import fingerprint
+    from surrogates.transport.dynamics import load_model
+
+    recorded = read_fingerprint(tmp_path / "m")
+    assert recorded["ids"] == ["mof0", "mof1", "mof2"]
+    assert fingerprint(load_model(tmp_path / "m"), runs[:3], 0.2) == recorded  # what the shipped-model test checks
+    with pytest.raises(Exception, match="not a trajectory table"):
+        (tmp_path / "bad.npz").write_text("not numpy")
+        load_table(tmp_path / "bad.npz")

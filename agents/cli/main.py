@@ -15,6 +15,7 @@ from agents.cli.oracle import (
     FIXED_CYCLES,
     TIMEOUT_HELP,
     cmd_benchmark_oracle,
+    cmd_dataset_export_trajectories,
     cmd_dataset_label,
     cmd_dataset_trajectories,
     cmd_evaluate,
@@ -260,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=positive_int)
     sp.add_argument("--timeout", type=positive_float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     oracle_arguments(sp, charges=DATASET_CHARGES, skip=("trajectories",))  # they go to --out; --seed also selects
+    sp = add(ds, "export-trajectories", cmd_dataset_export_trajectories,
+             "pack MD trajectory folders into one compact, versioned table (what the transport model learns from)")
+    sp.add_argument("dirs", nargs="+", help="folders of `dataset trajectories` (runs with an MD result are packed)")
+    sp.add_argument("--out", required=True, help="the table (.npz), e.g. discovery/data/md_traj_none_v1.npz")
+    sp.add_argument("--frame-ps", type=positive_float, default=1.0,
+                    help="time between stored frames (default %(default)s ps; the model's steps are multiples)")
 
     bench = sub.add_parser("benchmark", help="benchmarks printing JSON").add_subparsers(dest="sub", required=True)
     sp = add(bench, "dataset", cmd_benchmark_dataset, "build a design space and report throughput and validity")

@@ -157,6 +157,14 @@ def cmd_dataset_trajectories(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_export_trajectories(args: argparse.Namespace) -> int:
+    from discovery.oracle.transport.table import export_table
+
+    summary = export_table(args.dirs, args.out, frame_ps=args.frame_ps, progress=not args.json)
+    _print(summary, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+    return 0
+
+
 def cmd_dataset_label(args: argparse.Namespace) -> int:
     from discovery.oracle.batch import evaluate_files
 

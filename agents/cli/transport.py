@@ -8,13 +8,14 @@ import json
 import sys
 from typing import Callable
 
-from agents.cli.types import non_negative_int
+from agents.cli.types import non_negative_int, positive_float, positive_int
 from discovery.errors import DiscoveryError
 
-DATA_HELP = ("folder of MD trajectories and the oracle's results.jsonl (`discovery dataset trajectories`); repeat "
-             "to add folders, e.g. a campaign's RUN/trajectories (default: data/md_traj)")
-DATA = "data/md_traj"
-MODEL = "models/transport"
+DATA_HELP = ("MD runs: a trajectory table (`default`: the one shipped in the package; `discovery dataset "
+             "export-trajectories`) or a folder of MD trajectories with the oracle's results.jsonl (`discovery "
+             "dataset trajectories`); repeat to add sources, e.g. a campaign's RUN/trajectories (default: default)")
+DATA = "default"
+MODEL = "default"  # the shipped model (discovery/models.py)
 
 
 def _one_thread() -> None:
@@ -28,8 +29,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from surrogates.transport.bench import benchmark_transport
 
     _one_thread()
-    result = benchmark_transport(args.data or [DATA], n_test=args.n_heldout, stride=args.stride, epochs=args.epochs,
-                                 seed=args.seed, every=args.every, model_out=args.out, progress=not args.json)
+    result = benchmark_transport(args.data or [DATA], n_test=args.n_heldout, step_ps=args.step_ps,
+                                 epochs=args.epochs, seed=args.seed, every_ps=args.every_ps, model_out=args.out,
+                                 progress=not args.json)
     summary = {k: v for k, v in result.items() if k != "per_mof"}
     if args.json:
         print(json.dumps(summary))
@@ -73,8 +75,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from surrogates.transport.bench import benchmark_transport
 
     _one_thread()
-    result = benchmark_transport(args.data or [DATA], n_test=args.n_test, stride=args.stride, epochs=args.epochs,
-                                 seed=args.seed, every=args.every, model_out=args.model_out,
+    result = benchmark_transport(args.data or [DATA], n_test=args.n_test, step_ps=args.step_ps, epochs=args.epochs,
+                                 seed=args.seed, every_ps=args.every_ps, model_out=args.model_out,
                                  progress=not args.json)
     print(json.dumps(result, indent=None if args.json else 1, default=str))
     return 0
@@ -85,13 +87,14 @@ def _fmt(x) -> str:
 
 
 def _training_options(sp: argparse.ArgumentParser) -> None:
-    from surrogates.transport.bench import DEFAULT_STRIDE
+    from surrogates.transport.bench import DEFAULT_EVERY_PS, DEFAULT_STEP_PS
 
     sp.add_argument("--data", action="append", help=DATA_HELP)
-    sp.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
-                    help="MD frames (0.1 ps) per long step (default %(default)s: 5 ps, 1,250 MD steps)")
-    sp.add_argument("--epochs", type=int, default=15)
-    sp.add_argument("--every", type=int, default=20, help="MD frames between training frames (2 ps)")
+    sp.add_argument("--step-ps", type=positive_float, default=DEFAULT_STEP_PS,
+                    help="the model's long step (default %(default)s ps: 1,250 MD steps of 4 fs)")
+    sp.add_argument("--epochs", type=positive_int, default=15)
+    sp.add_argument("--every-ps", type=positive_float, default=DEFAULT_EVERY_PS,
+                    help="time between training frames along a trajectory (default %(default)s ps)")
     sp.add_argument("--seed", type=non_negative_int, default=0)
 
 
@@ -100,12 +103,13 @@ def register(train, sub, benchmarks, add: Callable) -> None:
              "train the CG dynamics transport model on MD trajectories (some MOFs held out to measure its error)")
     _training_options(sp)
     sp.add_argument("--n-heldout", type=int, default=5, help="MOFs held out to measure the model's error")
-    sp.add_argument("--out", default=MODEL, help="model directory (weights.pt + model.json)")
+    sp.add_argument("--out", default="models/transport", help="model directory (weights.pt + model.json)")
 
     sp = add(sub, "predict-transport", cmd_predict,
              "CO2 self-diffusivity of CIF/JSON structures from rollouts of the CG dynamics model")
     sp.add_argument("structures", nargs="+")
-    sp.add_argument("--model", default=MODEL, help="written by `discovery train transport`")
+    sp.add_argument("--model", default=MODEL,
+                    help="`default` (the shipped model) or a directory written by `discovery train transport`")
     sp.add_argument("--ps", type=float, default=2000.0, help="simulated time, ps (the MD oracle runs 2,000)")
     sp.add_argument("--guests", type=int, default=10, help="CO2 molecules in the box (the MD oracle's 10)")
     sp.add_argument("--seed", type=non_negative_int, default=0)

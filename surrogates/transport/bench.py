@@ -1,7 +1,8 @@
 """``discovery benchmark transport``: the CG dynamics model against MD on MOFs it was not trained on.
 
-Input: a folder of MD trajectories (``discovery evaluate ... --properties diffusivity --trajectories DIR
---out DIR/results.jsonl``), one per MOF. Some MOFs are held out; the model is trained on frames of the
+Input: MD runs, one per MOF: the shipped trajectory table (``default``), a table of one's own
+(``discovery dataset export-trajectories``), or a folder the MD oracle wrote (``discovery dataset
+trajectories``; ``discovery.oracle.transport.table``). Some MOFs are held out; the model is trained on frames of the
 others. For each held-out MOF the model rolls out from the trajectory's own start for the same simulated
 time as the MD, and its self-diffusivity is compared with the MD's.
 
@@ -12,7 +13,6 @@ time as the MD, and its self-diffusivity is compared with the MD's.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,82 +20,49 @@ from typing import Any, Sequence
 import numpy as np
 
 from discovery.errors import DiscoveryError
+from discovery.models import write_fingerprint
+from discovery.oracle.transport.table import DEFAULT, MDRun, resolve_source, runs_of, table_version
 from discovery.structures.supercell import perpendicular_widths
 
-from surrogates.transport.dynamics import TransportConfig, atomic_numbers, save_model, symbols
+from surrogates.transport.dynamics import TransportConfig, atomic_numbers, collate, save_model, symbols
 from surrogates.transport.predict import STABLE_DISTANCE_A
-from surrogates.transport.train import (contact_radii, frames_from_file, rollout, rollout_diffusivity, train_transport,
-                              trajectory_frames)
+from surrogates.transport.train import (contact_radii, rollout, rollout_diffusivity, train_transport,
+                                       trajectory_frames)
 
-DEFAULT_STRIDE = 50  # MD frames (0.1 ps each) per long step: 5 ps, 1,250 MD steps of 4 fs
-
-
-def md_runs(folder: str | Path) -> list[dict[str, Any]]:
-    """MD runs of a trajectory folder: trajectory path, framework id, MD D and CPU time (from the oracle's
-    results file beside the trajectories when present)."""
-    folder = Path(folder)
-    results = {}
-    if (folder / "results.jsonl").exists():
-        for line in (folder / "results.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            if row.get("diffusivity"):
-                results[Path(row["diffusivity"]["trajectory"]).name] = row
-    runs = []
-    for path in sorted(folder.glob("*_co2_md_seed*.npz")):
-        if results and path.name not in results:
-            continue  # no result row yet: the run may still be writing it (the row comes after the file)
-        row = results.get(path.name, {})
-        runs.append({"path": path, "id": path.name.split("_co2_md_seed")[0],
-                     "md_d_m2_s": row.get("diffusivity", {}).get("co2_m2_s"),
-                     "md_converged": row.get("diffusivity", {}).get("converged", False),
-                     "md_cpu_s": row.get("cpu_s", {}).get("diffusivity")})
-    return runs
+DEFAULT_STEP_PS = 5.0  # the long step: 1,250 MD steps of 4 fs
+DEFAULT_EVERY_PS = 2.0  # spacing of training frames along a trajectory
 
 
-def md_runs_of(folders: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
-    """The MD runs of one folder or several (e.g. the dataset's and a campaign's ``RUN/trajectories``); a MOF
-    found in two folders is taken from the first."""
-    runs, seen = [], set()
-    for folder in _folder_list(folders):
-        if not Path(folder).is_dir():
-            raise DiscoveryError(f"{folder}: no such folder of MD trajectories")
-        for run in md_runs(folder):
-            if run["id"] not in seen:
-                seen.add(run["id"])
-                runs.append(run)
-    return runs
-
-
-def _folder_list(folders: str | Path | Sequence[str | Path]) -> list[str | Path]:
-    return [folders] if isinstance(folders, (str, Path)) else list(folders)
-
-
-def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int = 10, stride: int = DEFAULT_STRIDE,
-                        epochs: int = 15, config: TransportConfig | None = None, seed: int = 0, every: int = 20,
-                        model_out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Train on the MD runs of ``folder`` (one or several) less ``n_test`` held out, score the held-out ones;
-    with ``model_out`` the model is saved there with its long step and its held-out error. Only runs with an
-    MD result row can be held out (their D is the reference); runs without one (a campaign's trajectory
-    folder keeps no results file) are trained on."""
+def benchmark_transport(sources: str | Path | Sequence[str | Path] = DEFAULT, n_test: int = 10,
+                        step_ps: float = DEFAULT_STEP_PS, epochs: int = 15, config: TransportConfig | None = None,
+                        seed: int = 0, every_ps: float = DEFAULT_EVERY_PS, model_out: str | Path | None = None,
+                        progress: bool = False) -> dict[str, Any]:
+    """Train on the MD runs of ``sources`` (tables or folders) less ``n_test`` held out, score the held-out
+    ones; with ``model_out`` the model is saved there with its long step, its held-out error and the data it
+    was trained on. Only runs with an MD result can be held out (their D is the reference); runs without one
+    (a campaign's trajectory folder keeps no results file) are trained on."""
     from tqdm import tqdm
 
     config = config or TransportConfig()
-    runs = md_runs_of(folder)
-    scored = [r for r in runs if r["md_d_m2_s"] is not None]
+    runs = runs_of(sources)
+    scored = [r for r in runs if r.md_d_m2_s is not None]
     if len(scored) < n_test or len(runs) < n_test + 2:
-        where = ", ".join(map(str, _folder_list(folder)))
+        where = ", ".join(map(str, [sources] if isinstance(sources, (str, Path)) else sources))
         raise DiscoveryError(f"{where}: {len(runs)} MD trajectories ({len(scored)} with an MD result), too few to "
                              f"hold out {n_test} and train on 2")
     order = np.random.default_rng(seed).permutation(len(scored))
     test = [scored[i] for i in order[:n_test]]
-    train = [scored[i] for i in order[n_test:]] + [r for r in runs if r["md_d_m2_s"] is None]
-    frames, dt_ps = [], None
+    train = [scored[i] for i in order[n_test:]] + [r for r in runs if r.md_d_m2_s is None]
+    frames, md_steps = [], set()
     for run in tqdm(train, desc="training frames", disable=not progress):
-        f, dt_ps = frames_from_file(run["path"], stride, config, every=every)
-        frames += f
+        t = run.trajectory()
+        stride, every = frames_per(t, step_ps, run.id), frames_per(t, every_ps, run.id)
+        frames += trajectory_frames(t["com_positions_A"], t["cell_A"], t["framework_positions_A"],
+                                    atomic_numbers(t["framework_elements"]), stride, config, every=every)
+        md_steps.add(int(t["sample_every_steps"]) * stride)
     radii = contact_radii(frames)
     model, info = train_transport(frames, config, epochs=epochs, seed=seed, progress=progress)
-    rows = [_score(model, run, stride, config, radii, seed) for run in tqdm(test, desc="held-out rollouts",
+    rows = [_score(model, run, step_ps, config, radii, seed) for run in tqdm(test, desc="held-out rollouts",
                                                                               disable=not progress)]
     compared = [r for r in rows if r["md_converged"] and r["d_m2_s"] and r["d_m2_s"] > 0]
     md_cpu, cg_cpu = sum(r["md_cpu_s"] or 0 for r in rows), sum(r["cpu_s"] for r in rows)
@@ -105,45 +72,74 @@ def benchmark_transport(folder: str | Path | Sequence[str | Path], n_test: int =
               "stable_fraction": float(np.mean([r["stable"] for r in rows])), "n_test_mofs": len(rows),
               "rejected_fraction": float(np.mean([r["rejected_fraction"] for r in rows])),
               "n_compared": len(compared), "n_train_mofs": len(train), "n_train_frames": info["n_frames"],
-              "long_step_ps": dt_ps, "long_step_md_steps": _md_steps(train[0]["path"], stride),
-              "train_cpu_s": round(info["train_cpu_s"], 1), "per_mof": rows}
+              "long_step_ps": step_ps, "long_step_md_steps": sorted(md_steps)[0] if len(md_steps) == 1 else None,
+              "train_cpu_s": round(info["train_cpu_s"], 1), "data": _data_versions(sources), "per_mof": rows}
     if model_out:
-        save_model(model, model_out, {"stride_frames": stride, "dt_ps": dt_ps, "contact_radii_A": symbols(radii),
-                                      "train_ids": [r["id"] for r in train],
-                                      "heldout_ids": [r["id"] for r in test],
+        save_model(model, model_out, {"dt_ps": step_ps, "contact_radii_A": symbols(radii),
+                                      "train_ids": [r.id for r in train], "heldout_ids": [r.id for r in test],
                                       "heldout_mae_log10_d": result["mae_log10_d"],
                                       "heldout_stable_fraction": result["stable_fraction"],
-                                      "train_cpu_s": result["train_cpu_s"], "seed": seed, "epochs": epochs})
+                                      "train_cpu_s": result["train_cpu_s"], "seed": seed, "epochs": epochs,
+                                      "every_ps": every_ps, "data": result["data"]})
+        write_fingerprint(model_out, fingerprint(model, runs[:3], step_ps))
         result["model"] = str(model_out)
     return result
 
 
-def _md_steps(path: Path, stride: int) -> int:
-    """MD time steps in one long step of ``stride`` frames."""
-    from discovery.oracle.transport.md import load_trajectory
+def fingerprint(model, runs: Sequence[MDRun], step_ps: float) -> dict[str, Any]:
+    """The model's Gaussian step (mu, sigma) from the first frame of each of ``runs``: recorded with every
+    trained model, recomputed by the test of the shipped one."""
+    import torch
 
-    return int(load_trajectory(path)["sample_every_steps"]) * stride
+    out = {"ids": [r.id for r in runs], "mu": [], "sigma": []}
+    for run in runs:
+        t = run.trajectory()
+        stride = frames_per(t, step_ps, run.id)
+        frame = trajectory_frames(t["com_positions_A"][: model.config.history * stride + stride + 1], t["cell_A"],
+                                  t["framework_positions_A"], atomic_numbers(t["framework_elements"]), stride,
+                                  model.config)[0]
+        with torch.no_grad():
+            mu, sigma = model(collate([frame]))
+        out["mu"].append(mu.tolist())
+        out["sigma"].append(sigma.tolist())
+    return out
 
 
-def _score(model, run: dict, stride: int, config: TransportConfig, radii: dict[int, float],
+def frames_per(trajectory: dict[str, Any], ps: float, run_id: str) -> int:
+    """Frames of ``trajectory`` in ``ps`` picoseconds (a whole number, or the run cannot be used)."""
+    frame_ps = float(trajectory["times_ps"][1] - trajectory["times_ps"][0])
+    n = round(ps / frame_ps)
+    if n < 1 or not math.isclose(n * frame_ps, ps, rel_tol=1e-6):
+        raise DiscoveryError(f"{run_id}: {ps} ps is not a whole number of its frames ({frame_ps:g} ps apart)")
+    return n
+
+
+def _data_versions(sources) -> list[str]:
+    """What the model learned from: a table by its content digest, a folder by its path."""
+    out = []
+    for source in [sources] if isinstance(sources, (str, Path)) else sources:
+        path = resolve_source(source)
+        out.append(f"{path.name}@{table_version(path)}" if path.is_file() else str(source))
+    return out
+
+
+def _score(model, run: MDRun, step_ps: float, config: TransportConfig, radii: dict[int, float],
            seed: int = 0) -> dict[str, Any]:
-    from discovery.oracle.transport.md import load_trajectory
-
-    t = load_trajectory(run["path"])
+    t = run.trajectory()
     x = t["com_positions_A"]
-    dt_ps = float(t["times_ps"][1] - t["times_ps"][0]) * stride
+    stride = frames_per(t, step_ps, run.id)
     start = trajectory_frames(x[: config.history * stride + stride + 1], t["cell_A"], t["framework_positions_A"],
                               atomic_numbers(t["framework_elements"]), stride, config)[0]
-    n_steps = int(round(float(t["times_ps"][-1]) / dt_ps))
-    out = rollout(model, start, n_steps, dt_ps, seed=seed, radii=radii)
+    n_steps = int(round(float(t["times_ps"][-1]) / step_ps))
+    out = rollout(model, start, n_steps, step_ps, seed=seed, radii=radii)
     try:
         fit = rollout_diffusivity(out, length_scale_A=float(perpendicular_widths(t["unit_cell_A"]).min()))
         d, converged = fit.d_m2_s, fit.converged
     except ValueError:  # the rollout diverged (non-finite positions): unstable, no D
         d, converged = None, False
     finite = bool(np.isfinite(out.positions).all())
-    return {"id": run["id"], "d_m2_s": d, "converged": converged, "md_d_m2_s": run["md_d_m2_s"],
-            "md_converged": bool(run["md_converged"] and run["md_d_m2_s"]), "md_cpu_s": run["md_cpu_s"],
+    return {"id": run.id, "d_m2_s": d, "converged": converged, "md_d_m2_s": run.md_d_m2_s,
+            "md_converged": bool(run.md_converged and run.md_d_m2_s), "md_cpu_s": run.md_cpu_s,
             "cpu_s": round(out.cpu_s, 2), "stable": finite and out.min_framework_distance >= STABLE_DISTANCE_A,
             "min_framework_distance_A": out.min_framework_distance, "rejected_fraction": out.rejected_fraction,
             "steps": n_steps}

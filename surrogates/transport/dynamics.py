@@ -5,7 +5,7 @@ within ``guest_cutoff``. The fine graph is the framework's atoms within ``framew
 their messages (element embedding x radial basis) are pooled into the bead.
 
 Step. Given the bead positions and a short history of each bead's displacements over past long steps, the
-model returns a Gaussian over the displacement over the next long step (``stride`` MD frames, >= 100 MD
+model returns a Gaussian over the displacement over the next long step (``dt_ps``, >= 100 MD
 steps): ``N(mu_i, sigma_i^2 I)``. ``mu_i`` is built from vectors only (past displacements and unit vectors to
 neighbours) weighted by scalars computed from invariants (distances, norms, dot products), so the model is
 E(3)-equivariant: rotating the input rotates ``mu`` and leaves ``sigma`` unchanged. It is trained by the
@@ -205,11 +205,11 @@ def save_model(model: CGDynamics, path, extra: dict | None = None):
 
 def load_model(path) -> CGDynamics:
     import json
-    from pathlib import Path
 
     from discovery.errors import DiscoveryError
+    from discovery.models import resolve_model
 
-    path = Path(path)
+    path = resolve_model(path, "transport")  # `default`: the shipped model
     try:
         meta = json.loads((path / "model.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -218,5 +218,5 @@ def load_model(path) -> CGDynamics:
         raise DiscoveryError(f"{path}: unsupported model {meta.get('kind')} v{meta.get('format_version')}")
     model = CGDynamics(TransportConfig(**meta["config"]))
     model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
-    model.meta = meta  # long step (dt_ps, stride_frames), training MOFs, held-out error
+    model.meta = meta  # long step (dt_ps), training MOFs and data, held-out error
     return model.eval()

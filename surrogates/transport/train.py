@@ -170,16 +170,3 @@ def rollout_diffusivity(run: Rollout, **fit) -> MSDFit:
     """D of a rollout, fitted as the MD oracle fits its runs: the framework is the frame of reference, so
     the guests' common motion is kept (``remove_com_drift=False``)."""
     return self_diffusivity(run.positions, run.dt_ps, **{"remove_com_drift": False, **fit})
-
-
-def frames_from_file(path, stride: int, config: TransportConfig, every: int = 5) -> tuple[list[Frame], float]:
-    """Training frames of one saved MD trajectory (``docs/trajectories.md``) and its long step in ps."""
-    from discovery.oracle.transport.md import load_trajectory
-
-    from surrogates.transport.dynamics import atomic_numbers
-
-    t = load_trajectory(path)
-    dt_ps = float(t["times_ps"][1] - t["times_ps"][0]) * stride
-    frames = trajectory_frames(t["com_positions_A"], t["cell_A"], t["framework_positions_A"],
-                               atomic_numbers(t["framework_elements"]), stride, config, every=every)
-    return frames, dt_ps
