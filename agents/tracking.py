@@ -25,8 +25,21 @@ log = logging.getLogger(__name__)
 PACKAGES = ("mof-discovery", "torch", "botorch", "ray", "raspalib", "pymatgen")
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # the tag MLflow's UI shows as the source version
 PARENT_TAG = "mlflow.parentRunId"
-# MLflow 3's UI files an experiment by this tag; without it a campaign opens under the GenAI views
+# MLflow 3 files an experiment by this tag; without it a campaign opens under the GenAI views
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI also keeps a per-browser choice between its GenAI and training views, GenAI by default
+# (seen in headless Chromium): a link with this query opens the training view whatever the browser chose
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def run_page(tracking_uri: str, run_id: str, server: str) -> str | None:
+    """The run's page in MLflow's training view on ``server`` (its address), or None if the store cannot
+    be read. Reads only."""
+    try:
+        experiment = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is a convenience; the run id is printed anyway
+        return None
+    return f"{server.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def default_tracking_uri(root: str | Path = "mlruns") -> str:

@@ -49,6 +49,18 @@ def test_the_experiment_opens_in_the_model_training_view(tracker, store):
     assert c.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def test_the_printed_link_opens_the_run_in_the_training_view(tracker):
+    """MLflow 3.17's UI also remembers a GenAI/training choice per browser, GenAI first (seen in headless
+    Chromium): the link the CLI prints asks for the training view itself."""
+    from agents.tracking import run_page
+
+    experiment = client(tracker).get_experiment_by_name(tracker.experiment).experiment_id
+    page = run_page(tracker.tracking_uri, tracker._run_id, "http://127.0.0.1:5000/")
+    assert page == (f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{tracker._run_id}"
+                    "?workflowType=machine_learning")
+    assert run_page(tracker.tracking_uri, "0" * 32, "http://127.0.0.1:5000") is None
+
+
 def test_tracking_uri_sends_the_run_to_another_store(tmp_path):
     from discovery.config import ConfigError, load_config
 

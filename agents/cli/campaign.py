@@ -28,13 +28,18 @@ def _summary(report: dict[str, Any], run_id: str | None, tracking) -> str:
     if len(report["objectives"]) > 1:
         lines.append(f"  Pareto front: {len(report['pareto_front'])} candidates")
     lines.append(f"  artifacts: {report['run_dir']}/artifacts (campaign.csv, report.json, plots, CIFs)")
+    from agents.tracking import run_page
+
     uri = tracking.uri
     if run_id and uri and uri.startswith(("http://", "https://")):
-        lines.append(f"  MLflow run {run_id} on {uri}, experiment {tracking.experiment!r}")
+        lines.append(f"  MLflow run {run_id} on {uri}, experiment {tracking.experiment!r}: "
+                     f"{run_page(uri, run_id, uri) or uri}")
     elif run_id:
         store = uri or f"sqlite:///{tracking.root}/mlflow.db"
+        page = run_page(store, run_id, "http://127.0.0.1:5000")
         lines.append(f"  MLflow run {run_id}; browse with:\n"
-                     f"    mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5000")
+                     f"    mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5000"
+                     + (f"\n    then open {page}" if page else ""))
     return "\n".join(lines)
 
 
