@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+from discovery.campaign import report as reports
 from discovery.campaign.observers import ArtifactWriter
 from discovery.campaign.state import CampaignState
 
@@ -60,8 +61,21 @@ class MlflowObserver(ArtifactWriter):
         """Write the artifacts to ``RUN_DIR/artifacts`` and log them; returns the files."""
         files = super().finished(status)
         if self.tracker:
+            self.tracker.describe(describe(reports.report(self.state, k=1)))
             for f in files:
                 self.tracker.log_artifact(f, "cifs" if f.suffix == ".cif" else None)
             self.tracker.finish(status)
             self.tracker = None
         return files
+
+
+def describe(report: Mapping[str, Any]) -> str:
+    """One paragraph for the run's page: how far the campaign got and its best MOF."""
+    c, objective = report["counts"], report["objectives"][0]
+    text = (f"Campaign {report['name']!r}: {c['evaluated']} of {c['budget']} oracle calls ({c['failed']} failed) "
+            f"in {c['rounds']} rounds; {c['proposed']} MOFs proposed, {c['invalid']} invalid; "
+            f"{c['model_versions']} surrogate versions.")
+    if report["best"] and report["best"][0].get(objective) is not None:
+        top = report["best"][0]
+        text += f" Best {objective}: {top[objective]:.3f} ({top['id']}, round {top['round']}, {top['origin']})."
+    return text + " Artifacts: discovery_curve.png, campaign.csv, report.json."

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 PACKAGES = ("mof-discovery", "torch", "botorch", "ray", "raspalib", "pymatgen")
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # the tag MLflow's UI shows as the source version
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"  # the run's description in MLflow's UI
 # MLflow 3 files an experiment by this tag; without it a campaign opens under the GenAI views
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 # MLflow 3.17's UI also keeps a per-browser choice between its GenAI and training views, GenAI by default
@@ -138,6 +139,11 @@ class MlflowTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file, or a directory's contents, under ``artifact_path`` of the campaign's run."""
         self._log_path(self._live()[1], Path(path), artifact_path)
+
+    def describe(self, text: str) -> None:
+        """The run's description (what MLflow's run page shows first)."""
+        client, run_id = self._live()
+        self._safely("describe", client.set_tag, run_id, NOTE_TAG, text)
 
     def finish(self, status: str = "FINISHED") -> None:
         if self._run_id is not None and self._client is not None:

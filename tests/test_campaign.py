@@ -156,6 +156,8 @@ def test_mlflow_receives_params_metrics_and_artifacts(ray_session, tmp_path):
     run = client.get_run(run_id)
     assert run.data.params["budget"] == "32" and run.data.params["oracle.kind"] == "lookup"
     assert "mlflow.source.git.commit" in run.data.tags
+    assert run.data.tags["mlflow.note.content"].startswith("Campaign ") and "32 of 32 oracle calls" in \
+        run.data.tags["mlflow.note.content"]  # the run page's description
     best = client.get_metric_history(run_id, "best_log10_kh_co2")
     assert len(best) == 4 and all(b.value <= a.value for b, a in zip(best, best[1:]))  # per round, never worse
     assert {"campaign.csv", "discovery_curve.png", "report.json"} <= {a.path for a in client.list_artifacts(run_id)}

@@ -55,8 +55,8 @@ def test_the_printed_link_opens_the_run_in_the_training_view(tracker):
     from agents.tracking import run_page
 
     experiment = client(tracker).get_experiment_by_name(tracker.experiment).experiment_id
-    page = run_page(tracker.tracking_uri, tracker._run_id, "http://127.0.0.1:5000/")
-    assert page == (f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{tracker._run_id}"
+    page = run_page(tracker.tracking_uri, tracker.run_id, "http://127.0.0.1:5000/")
+    assert page == (f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{tracker.run_id}"
                     "?workflowType=machine_learning")
     assert run_page(tracker.tracking_uri, "0" * 32, "http://127.0.0.1:5000") is None
 
