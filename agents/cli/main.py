@@ -148,6 +148,27 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_import(args: argparse.Namespace) -> int:
+    from discovery.library.importer import core_mof_names, import_structures, unpack_core_mof
+
+    out = Path(args.out)
+    if args.source == "core-mof":
+        names = core_mof_names(args.subset, args.limit, args.seed)
+        paths, source = unpack_core_mof(args.subset, names, out / "source"), f"CoRE MOF {args.subset}"
+    else:
+        folder = Path(args.source)
+        if not folder.is_dir():
+            raise DiscoveryError(f"{folder}: not a folder of CIFs (or `core-mof`)")
+        paths = sorted(folder.glob("*.cif"))[: args.limit]
+        if not paths:
+            raise DiscoveryError(f"{folder} has no *.cif files")
+        source = str(folder)
+    summary = import_structures(paths, out, source, workers=args.workers, timeout_s=args.timeout,
+                                progress=not args.quiet)
+    _print(summary, args.json, lambda s: _summary_text(args.out, s))
+    return 0
+
+
 def cmd_dataset_summary(args: argparse.Namespace) -> int:
     path = Path(args.dir) / "summary.json"
     if not path.exists():
@@ -158,10 +179,12 @@ def cmd_dataset_summary(args: argparse.Namespace) -> int:
 
 
 def _summary_text(out: str, s: dict) -> str:
-    lines = [f"{out}: {s['valid']} valid MOFs of {s['attempted']} recipes ({100 * s['valid_fraction']:.0f} %)"]
+    what = f"structures from {s['source']}" if "source" in s else "recipes"
+    lines = [f"{out}: {s['valid']} valid MOFs of {s['attempted']} {what} ({100 * s['valid_fraction']:.0f} %)"]
     lines += [f"  rejected, {reason}: {n}" for reason, n in s["failures"].items()]
+    plot = Path(out) / "overview.png"
     lines.append(f"  table: {Path(out) / 'mofs.csv'}; structures: {Path(out) / 'structures'}; "
-                 f"plot: {Path(out) / 'overview.png'}")
+                 f"rejections: {Path(out) / 'failures.csv'}" + (f"; plot: {plot}" if plot.exists() else ""))
     return "\n".join(lines)
 
 
@@ -241,6 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=non_negative_int, default=0)
     sp.add_argument("--out", required=True)
     sp.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp = add(ds, "import", cmd_dataset_import,
+             "real MOFs into a dataset directory: CoRE MOF 2019 or a folder of CIFs, checked (resumable)")
+    sp.add_argument("source", help="`core-mof` (the CoRE MOF wheel) or a folder of CIF files")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--subset", default="2019-ASR", help="CoRE MOF subset: 2014, 2019-ASR, 2019-FSR")
+    sp.add_argument("--limit", type=positive_int, help="a seeded random sample of N (core-mof) or the first N files")
+    sp.add_argument("--seed", type=non_negative_int, default=0, help="of the CoRE MOF sample")
+    sp.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
+    sp.add_argument("--timeout", type=positive_float, default=300.0, help="seconds per structure")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     add(ds, "summary", cmd_dataset_summary, "summarise a dataset directory").add_argument("dir")
     sp = add(ds, "label", cmd_dataset_label,

@@ -18,6 +18,7 @@ from discovery.errors import StructureReadError
 CELL = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta",
         "_cell_angle_gamma")
 FRACT = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
+OCCUPIED = 0.99  # an occupancy below this is a partially occupied (disordered) site
 COINCIDENT_A = 0.1  # atoms closer than this are the same atom written twice (bonds are >= ~0.7 A)
 FORMULA_TOLERANCE = 0.005  # largest difference in any element's atom fraction (rounding in published formulas)
 
@@ -44,7 +45,26 @@ def check_block(block: Any, labels: list[str], name: str) -> None:
         raise StructureReadError(f"{name}: the atom loop is broken ({len(labels)} labels, coordinates for "
                                  f"{[len(c) for c in columns]})")
     frac = np.array([[_coordinate(c[i], labels[i], name) for c in columns] for i in range(len(labels))])
+    _check_occupancy(block, labels, name)  # before the overlap test: disorder is often written as overlaps
     _check_coincident(cell, frac, labels, name)
+
+
+def _check_occupancy(block: Any, labels: list[str], name: str) -> None:
+    occupancy = block.data.get("_atom_site_occupancy")
+    if occupancy is None:
+        return
+    partial = [labels[i] for i, text in enumerate(occupancy) if _number_or_one(text) < OCCUPIED]
+    if partial:
+        raise StructureReadError(f"{name}: partial occupancies on {len(partial)} site(s), e.g. {partial[:3]}: a "
+                                 "disordered structure (choose one configuration first)")
+
+
+def _number_or_one(text: Any) -> float:
+    """An occupancy; '?' or '.' (unknown) counts as a full site, as pymatgen reads it."""
+    try:
+        return number(text)
+    except ValueError:
+        return 1.0
 
 
 def _value(block: Any, key: str, name: str) -> float:

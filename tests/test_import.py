@@ -1,0 +1,46 @@
+"""Real MOFs into a dataset directory (discovery.library.importer): named reasons, resumable, the layout of a
+design-space build."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+from discovery.library.importer import core_mof_names, import_structures, unpack_core_mof
+
+
+def test_a_cif_folder_is_imported_with_named_reasons_and_resumes(tmp_path, irmof1):
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    irmof1.to_cif(cifs / "IRMOF-1 (mine).cif")
+    (cifs / "broken.cif").write_text("data_x\n_cell_length_a 10\n")
+    disordered = Structure(Lattice.cubic(12.0), [{"Zn": 0.5, "Cu": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    CifWriter(disordered).write_file(cifs / "disordered.cif")
+    paths = sorted(cifs.glob("*.cif"))
+    summary = import_structures(paths, tmp_path / "ds", "mine", workers=1, progress=False)
+    assert summary["attempted"] == 3 and summary["valid"] == 1
+    assert summary["failures"] == {"unreadable": 1, "disorder": 1}
+    rows = list(csv.DictReader((tmp_path / "ds" / "mofs.csv").read_text().splitlines()))
+    assert [r["id"] for r in rows] == ["IRMOF-1__mine_"] and rows[0]["metals"] == "Zn"
+    assert float(rows[0]["pld"]) > 5 and rows[0]["topology"] == ""  # a real MOF: no recipe until decomposed
+    record = json.loads((tmp_path / "ds" / "structures" / "IRMOF-1__mine_.json").read_text())
+    assert record["provenance"]["source"] == "mine:IRMOF-1 (mine).cif"
+    reasons = {r["id"]: r["reason"] for r in csv.DictReader((tmp_path / "ds" / "failures.csv").read_text().splitlines())}
+    assert reasons == {"broken": "unreadable", "disordered": "disorder"}
+    again = import_structures(paths, tmp_path / "ds", "mine", workers=1, progress=False)
+    assert again["new_this_run"] == 0 and again["valid"] == 1  # resumed: nothing imported twice
+
+
+def test_core_mof_sample_is_seeded_and_unpacked(tmp_path):
+    names = core_mof_names("2019-ASR", limit=3, seed=4)
+    assert names == core_mof_names("2019-ASR", limit=3, seed=4) != core_mof_names("2019-ASR", limit=3, seed=5)
+    assert len(core_mof_names("2019-ASR")) == 12020
+    first = core_mof_names("2019-ASR")[:1]
+    (path,) = unpack_core_mof("2019-ASR", first, tmp_path)
+    assert path.name == f"{first[0]}.cif" and "_cell_length_a" in path.read_text()
+    with pytest.raises(Exception, match="unknown CoRE MOF subset"):
+        core_mof_names("2020")
