@@ -80,8 +80,9 @@ class SurrogateConfig:
     epochs: int = bounded(15, 1)
     retrain_every: int = bounded(8, 1)  # new results between retrainings
     min_train: int = bounded(10, 10)  # results before the first model; until then selection is random
-    # objective log10_d_co2: the CG dynamics model (`discovery train transport`) and its rollout per candidate
-    transport_model: str = "models/transport"
+    # objective log10_d_co2: the CG dynamics model and its rollout per candidate; "default" is the shipped
+    # model (discovery/data/models/transport), a path one trained with `discovery train transport`
+    transport_model: str = "default"
     transport_ps: float = bounded(1000.0, 50.0)
 
 

@@ -81,10 +81,10 @@ def test_same_seed_same_dataset(tmp_path, sampler):
 
 
 def test_a_second_build_in_the_same_directory_is_refused(tmp_path, sampler):
-    from discovery.library.dataset import _exclusive
+    from discovery.library.dataset import exclusive
 
     (tmp_path / "ds").mkdir()
-    with _exclusive(tmp_path / "ds"):
+    with exclusive(tmp_path / "ds"):
         with pytest.raises(DatasetError, match="another build"):
             DatasetBuilder(tmp_path / "ds", sampler=sampler).build(BuildOptions(size=1, seed=1, progress=False))
 

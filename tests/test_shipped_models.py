@@ -3,13 +3,15 @@ documented with the command that regenerates them, and giving the outputs record
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from discovery.models import FINGERPRINT, SHIPPED, read_fingerprint, resolve_model
 
-KINDS = ("generator", "surrogate")
+KINDS = ("generator", "surrogate", "transport")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -33,7 +35,8 @@ def test_default_names_the_shipped_model_and_a_path_stays_a_path(tmp_path):
 
     assert resolve_model("default", "generator") == SHIPPED / "generator"
     assert resolve_model(tmp_path, "generator") == tmp_path
-    assert load_config({}, []).proposer.model == "default"
+    config = load_config({}, [])
+    assert config.proposer.model == "default" and config.surrogate.transport_model == "default"
 
 
 def test_shipped_generator_gives_its_recorded_outputs():
@@ -55,3 +58,24 @@ def test_shipped_surrogate_gives_its_recorded_predictions():
     assert got["ids"] == recorded["ids"] and len(got["ids"]) == 8
     assert np.allclose(got["mean"], recorded["mean"], atol=1e-4)  # a changed weight moves them far more
     assert np.allclose(got["std"], recorded["std"], atol=1e-4)
+
+
+def test_shipped_transport_model_gives_its_recorded_steps():
+    from discovery.oracle.transport.table import DEFAULT, runs_of
+    from surrogates.transport.bench import fingerprint
+    from surrogates.transport.dynamics import load_model
+
+    model_dir = resolve_model("default", "transport")
+    recorded, meta = read_fingerprint(model_dir), json.loads((model_dir / "model.json").read_text())
+    by_id = {r.id: r for r in runs_of(DEFAULT)}
+    got = fingerprint(load_model("default"), [by_id[i] for i in recorded["ids"]], meta["dt_ps"])
+    assert got["ids"] == recorded["ids"] and len(got["ids"]) == 3
+    assert np.allclose(got["mu"], recorded["mu"], atol=1e-4)
+    assert np.allclose(got["sigma"], recorded["sigma"], atol=1e-4)
+
+
+def test_shipped_trajectory_table_is_the_one_the_transport_model_learned_from():
+    from discovery.oracle.transport.table import SHIPPED_TABLE, table_version
+
+    meta = json.loads((SHIPPED / "transport" / "model.json").read_text())
+    assert f"{SHIPPED_TABLE.name}@{table_version(SHIPPED_TABLE)}" in meta["data"]

@@ -156,8 +156,8 @@ def check_transport_model(config: CampaignConfig) -> None:
     if config.uses_transport and not (Path(config.surrogate.transport_model) / "model.json").exists():
         raise DiscoveryError(
             f"no transport model at {config.surrogate.transport_model} (surrogate.transport_model), and "
-            "log10_d_co2 is an objective: build MD trajectories (`discovery dataset trajectories DATASET --out DIR`) "
-            "and train one with `discovery train transport --data DIR --out MODEL` (docs/transport.md)")
+            "log10_d_co2 is an objective: name the shipped model (`default`) or train one with "
+            "`discovery train transport --out MODEL` (docs/transport.md)")
 
 
 def _absolute_paths(config: CampaignConfig, run_dir: Path) -> CampaignConfig:

@@ -53,7 +53,7 @@ def _build_one(task: dict[str, Any]) -> dict[str, Any]:
     from discovery.library.assembly import default_assembler
     from discovery.structures.validity import check_mof
 
-    t0 = _cpu_s()
+    t0 = cpu_s()
     recipe, out, space = Recipe.parse(task["recipe"]), Path(task["out"]), DesignSpace(**task["space"])
     row: dict[str, Any] = {"id": recipe.id, "recipe": str(recipe)}
     try:
@@ -65,20 +65,20 @@ def _build_one(task: dict[str, Any]) -> dict[str, Any]:
     row.update(formula=mof.formula, n_atoms=mof.n_atoms, cell=[round(x, 4) for x in mof.structure.lattice.parameters])
     too_big = size_problem(mof, space)
     if too_big:
-        return {**row, "status": "failed", **too_big, "cpu_s": _cpu_s() - t0}
+        return {**row, "status": "failed", **too_big, "cpu_s": cpu_s() - t0}
     report, geometry = check_mof(mof.structure, settings=GeometrySettings(**task["geometry"]), name=recipe.id)
     row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict())
     if not report.valid:
         failed = report.failed[0]
         return {**row, "status": "invalid", "reason": failed, "message": report.reason,
-                "cpu_s": _cpu_s() - t0}
+                "cpu_s": cpu_s() - t0}
     mof.provenance["design_space_seed"] = task["seed"]
     mof.to_cif(out / "structures" / f"{mof.id}.cif")
     mof.to_json(out / "structures" / f"{mof.id}.json")
-    return {**row, "status": "valid", "cpu_s": _cpu_s() - t0}
+    return {**row, "status": "valid", "cpu_s": cpu_s() - t0}
 
 
-def _cpu_s() -> float:
+def cpu_s() -> float:
     """CPU seconds of this process and its finished children (Zeo++ runs in a child)."""
     import resource
 
@@ -112,7 +112,7 @@ class DatasetBuilder:
         if options.size < 1:
             raise DatasetError(f"--size must be at least 1, got {options.size}")
         (self.out / "structures").mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.out):
+        with exclusive(self.out):
             return self._build(options)
 
     def _build(self, options: BuildOptions) -> dict[str, Any]:
@@ -157,8 +157,8 @@ class DatasetBuilder:
         rows = [done[r] for r in recipes if r in done]
         valid = sorted((r for r in rows if r["status"] == "valid"), key=lambda r: r["id"])
         bad = sorted((r for r in rows if r["status"] != "valid"), key=lambda r: r["id"])
-        _write_csv(self.out / "mofs.csv", TABLE_COLUMNS, [_table_row(r, self.sampler) for r in valid])
-        _write_csv(self.out / "failures.csv", ["id", "recipe", "status", "reason", "message"], bad)
+        write_csv(self.out / "mofs.csv", TABLE_COLUMNS, [_table_row(r, self.sampler) for r in valid])
+        write_csv(self.out / "failures.csv", ["id", "recipe", "status", "reason", "message"], bad)
         summary = {"attempted": len(rows), "valid": len(valid), "valid_fraction": len(valid) / max(1, len(rows)),
                    "failures": dict(Counter(r["reason"] for r in bad).most_common()),
                    "new_this_run": n_new, "wall_s": round(wall_s, 2),
@@ -170,7 +170,7 @@ class DatasetBuilder:
 
 
 @contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
+def exclusive(out: Path) -> Iterator[None]:
     """Hold a lock on the directory: two builds appending to one log would repeat each other's work."""
     with (out / ".lock").open("w") as handle:
         try:
@@ -197,7 +197,7 @@ def _table_row(row: dict[str, Any], sampler: Sampler) -> dict[str, Any]:
                                       "probe_accessible_fraction")}, "valid": True}
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

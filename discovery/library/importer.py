@@ -29,7 +29,7 @@ from typing import Any
 
 from discovery.errors import DatasetError, StructureReadError
 from discovery.jsonl import append, open_for_append, read_rows
-from discovery.library.dataset import TABLE_COLUMNS, _cpu_s, _exclusive, _write_csv
+from discovery.library.dataset import TABLE_COLUMNS, cpu_s, exclusive, write_csv
 from discovery.oracle.geometry.zeo import GeometrySettings
 from discovery.parallel import TaskFailure, map_with_timeout
 
@@ -83,26 +83,26 @@ def import_one(task: dict[str, Any]) -> dict[str, Any]:
     from discovery.structures.mof import MOF
     from discovery.structures.validity import check_mof
 
-    t0, path, out = _cpu_s(), Path(task["path"]), Path(task["out"])
+    t0, path, out = cpu_s(), Path(task["path"]), Path(task["out"])
     row: dict[str, Any] = {"id": task["id"], "source": task["source"]}
     try:
         mof = MOF.from_cif(path, id=task["id"])
     except StructureReadError as exc:
         reason = next((r for key, r in READ_REASONS if key in str(exc)), "unreadable")
-        return {**row, "status": "failed", "reason": reason, "message": str(exc), "cpu_s": _cpu_s() - t0}
+        return {**row, "status": "failed", "reason": reason, "message": str(exc), "cpu_s": cpu_s() - t0}
     if not mof.structure.is_ordered:
-        return {**row, "status": "invalid", "reason": "disorder", "cpu_s": _cpu_s() - t0,
+        return {**row, "status": "invalid", "reason": "disorder", "cpu_s": cpu_s() - t0,
                 "message": "partial occupancies: a disordered structure (choose one configuration first)"}
     row.update(formula=mof.formula, n_atoms=mof.n_atoms, cell=[round(x, 4) for x in mof.structure.lattice.parameters])
     report, geometry = check_mof(mof.structure, settings=GeometrySettings(**task["geometry"]), name=task["id"])
     row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict())
     if not report.valid:
         return {**row, "status": "invalid", "reason": report.failed[0], "message": report.reason,
-                "cpu_s": _cpu_s() - t0}
+                "cpu_s": cpu_s() - t0}
     mof.provenance.update(source=task["source"])
     mof.to_cif(out / "structures" / f"{mof.id}.cif")
     mof.to_json(out / "structures" / f"{mof.id}.json")
-    return {**row, "status": "valid", "cpu_s": _cpu_s() - t0}
+    return {**row, "status": "valid", "cpu_s": cpu_s() - t0}
 
 
 def import_structures(paths: list[Path], out: str | Path, source: str, workers: int | None = None,
@@ -115,7 +115,7 @@ def import_structures(paths: list[Path], out: str | Path, source: str, workers: 
         dup = [i for i, n in Counter(ids).items() if n > 1]
         raise DatasetError(f"two structures would get the same id: {dup[:3]}; rename the files")
     (out / "structures").mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with exclusive(out):
         done = read_rows(out / "results.jsonl", "id")
         settings = asdict(geometry or GeometrySettings())
         tasks = [{"id": i, "path": str(p), "out": str(out), "source": f"{source}:{p.name}", "geometry": settings}
@@ -146,8 +146,8 @@ def _finalise(out: Path, ids: list[str], source: str, wall_s: float, n_new: int)
                       "c": c, "alpha": alpha, "beta": beta, "gamma": gamma, "valid": True, "source": r["source"],
                       **{k: geo.get(k) for k in ("lcd", "pld", "asa_m2_g", "density_g_cm3", "void_fraction",
                                                 "probe_accessible_fraction")}})
-    _write_csv(out / "mofs.csv", COLUMNS, table)
-    _write_csv(out / "failures.csv", ["id", "source", "status", "reason", "message"], refused)
+    write_csv(out / "mofs.csv", COLUMNS, table)
+    write_csv(out / "failures.csv", ["id", "source", "status", "reason", "message"], refused)
     summary = {"source": source, "attempted": len(rows), "valid": len(kept),  # the keys of a build's summary
                "valid_fraction": round(len(kept) / max(1, len(rows)), 3),
                "failures": dict(Counter(r["reason"] for r in refused).most_common()),

@@ -21,7 +21,7 @@ import numpy as np
 
 from discovery.errors import DiscoveryError
 from discovery.models import write_fingerprint
-from discovery.oracle.transport.table import DEFAULT, MDRun, resolve_source, runs_of, table_version
+from discovery.oracle.transport.table import DEFAULT, MDRun, frames_per, resolve_source, runs_of, table_version
 from discovery.structures.supercell import perpendicular_widths
 
 from surrogates.transport.dynamics import TransportConfig, atomic_numbers, collate, save_model, symbols
@@ -103,15 +103,6 @@ def fingerprint(model, runs: Sequence[MDRun], step_ps: float) -> dict[str, Any]:
         out["mu"].append(mu.tolist())
         out["sigma"].append(sigma.tolist())
     return out
-
-
-def frames_per(trajectory: dict[str, Any], ps: float, run_id: str) -> int:
-    """Frames of ``trajectory`` in ``ps`` picoseconds (a whole number, or the run cannot be used)."""
-    frame_ps = float(trajectory["times_ps"][1] - trajectory["times_ps"][0])
-    n = round(ps / frame_ps)
-    if n < 1 or not math.isclose(n * frame_ps, ps, rel_tol=1e-6):
-        raise DiscoveryError(f"{run_id}: {ps} ps is not a whole number of its frames ({frame_ps:g} ps apart)")
-    return n
 
 
 def _data_versions(sources) -> list[str]:

@@ -117,12 +117,18 @@ def export_table(sources: str | Path | Sequence[str | Path], out: str | Path, fr
             "frame_ps": frame_ps, "megabytes": round(out.stat().st_size / 1e6, 2), "version": table_version(out)}
 
 
+def frames_per(trajectory: dict[str, Any], ps: float, run_id: str) -> int:
+    """Frames of ``trajectory`` in ``ps`` picoseconds (a whole number, or the run cannot be used)."""
+    frame_ps = float(trajectory["times_ps"][1] - trajectory["times_ps"][0])
+    n = round(ps / frame_ps)
+    if n < 1 or not math.isclose(n * frame_ps, ps, rel_tol=1e-6):
+        raise DiscoveryError(f"{run_id}: {ps} ps is not a whole number of its frames ({frame_ps:g} ps apart)")
+    return n
+
+
 def _pack(run: MDRun, frame_ps: float) -> dict[str, np.ndarray]:
     t = run.trajectory()
-    md_frame_ps = float(t["times_ps"][1] - t["times_ps"][0])
-    every = round(frame_ps / md_frame_ps)
-    if every < 1 or not math.isclose(every * md_frame_ps, frame_ps, rel_tol=1e-6):
-        raise DiscoveryError(f"{run.id}: frames every {md_frame_ps} ps cannot be thinned to {frame_ps} ps")
+    every = frames_per(t, frame_ps, run.id)
     com = np.asarray(t["com_positions_A"], float)[::every]
     q = np.rint(com / QUANTUM_A).astype(np.int64)  # positions rounded, so that errors never add up
     steps = np.diff(q, axis=0)
@@ -138,7 +144,7 @@ def _pack(run: MDRun, frame_ps: float) -> dict[str, np.ndarray]:
         "md_d_m2_s": np.array([nan if run.md_d_m2_s is None else run.md_d_m2_s]),
         "md_converged": np.array([run.md_converged]),
         "md_cpu_s": np.array([nan if run.md_cpu_s is None else run.md_cpu_s]),
-        "frame_ps": np.array([every * md_frame_ps]),
+        "frame_ps": np.array([every * float(t["times_ps"][1] - t["times_ps"][0])]),
         "sample_every_steps": np.array([int(t["sample_every_steps"]) * every], dtype=np.int64),
         "cell_A": cell[None], "unit_cell_A": np.asarray(t["unit_cell_A"], float)[None],
         "n_frames": np.array([com.shape[0]]), "n_guests": np.array([com.shape[1]]),
