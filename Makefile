@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# EQeq charges: pyeqeq is source-only and builds only against pybind11 < 3, outside build isolation.
 	$(BIN)/python -m pip install --quiet 'pybind11<3'
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyeqeq==0.0.10
+	# Real MOFs' building units (docs/real_mofs.md): mofstructure declares openbabel-wheel==3.1.1.22 against the
+	# project's .23 (UFF data); its cutting and net code never imports openbabel, so its declared dependencies are skipped.
+	$(BIN)/python -m pip install --quiet --no-deps mofstructure==0.1.9.1
 	touch $(STAMP)
 
 # The quickstart campaign: diffusion-generator proposals (the shipped generator), GNN surrogate, BoTorch, the

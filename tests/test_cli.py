@@ -33,6 +33,23 @@ def test_assemble_then_check(tmp_path, capsys):
     assert "broken.cif" in rows[1]["error"]
 
 
+def test_decompose_writes_the_record_and_library_and_reports_a_broken_file(tmp_path, capsys):
+    cif = tmp_path / "irmof1.cif"
+    assert main(["assemble", "pcu+N16+E14", "--out", str(cif)]) == 0
+    broken = tmp_path / "broken.cif"
+    broken.write_text("not a cif")
+    capsys.readouterr()
+    library = tmp_path / "units.json.gz"
+    code = main(["decompose", str(cif), str(broken), "--out", str(tmp_path / "records"), "--library", str(library),
+                 "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1 and "broken.cif" in rows[1]["error"]
+    assert rows[0]["topology"] == "pcu" and rows[0]["reassembly"]["structure_match"]
+    assert {u["id"] for u in rows[0]["units"]} == {"N16", "E14"} and rows[0]["new_units"] == []
+    record = json.loads((tmp_path / "records" / "irmof1.json").read_text())
+    assert len(record["cg"]["beads"]) == 4 and library.exists()
+
+
 @pytest.mark.filterwarnings("ignore:OpenCL library not found:RuntimeWarning")
 def test_evaluate_json_has_the_documented_keys(irmof1, tmp_path, capsys):
     cif = tmp_path / "irmof1.cif"

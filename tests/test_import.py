@@ -26,9 +26,11 @@ def test_a_cif_folder_is_imported_with_named_reasons_and_resumes(tmp_path, irmof
     assert summary["failures"] == {"unreadable": 1, "disorder": 1}
     rows = list(csv.DictReader((tmp_path / "ds" / "mofs.csv").read_text().splitlines()))
     assert [r["id"] for r in rows] == ["IRMOF-1__mine_"] and rows[0]["metals"] == "Zn"
-    assert float(rows[0]["pld"]) > 5 and rows[0]["topology"] == ""  # a real MOF: no recipe until decomposed
+    assert float(rows[0]["pld"]) > 5 and rows[0]["recipe"] == "" and rows[0]["topology"] == "pcu"  # decomposed
     record = json.loads((tmp_path / "ds" / "structures" / "IRMOF-1__mine_.json").read_text())
     assert record["provenance"]["source"] == "mine:IRMOF-1 (mine).cif"
+    assert sorted({b["bb_id"] for b in record["cg"]["beads"]}) == ["E14", "N16"] and len(record["cg"]["beads"]) == 4
+    assert summary["decomposition"]["reassembled"] == 1 and summary["decomposition"]["topologies"] == {"pcu": 1}
     reasons = {r["id"]: r["reason"] for r in csv.DictReader((tmp_path / "ds" / "failures.csv").read_text().splitlines())}
     assert reasons == {"broken": "unreadable", "disordered": "disorder"}
     again = import_structures(paths, tmp_path / "ds", "mine", workers=1, progress=False)

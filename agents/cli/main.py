@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     register_campaigns(sub, bench, add)
+    from agents.cli.real import register as register_real  # decompose, benchmark decompose
+
+    register_real(sub, bench, add)
     return p
 
 

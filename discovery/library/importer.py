@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from discovery.errors import DatasetError, StructureReadError
 from discovery.jsonl import append, open_for_append, read_rows
 from discovery.library.dataset import TABLE_COLUMNS, cpu_s, exclusive, write_csv
@@ -100,9 +102,29 @@ def import_one(task: dict[str, Any]) -> dict[str, Any]:
         return {**row, "status": "invalid", "reason": report.failed[0], "message": report.reason,
                 "cpu_s": cpu_s() - t0}
     mof.provenance.update(source=task["source"])
+    mof, row["decomposition"] = _decompose(mof)
     mof.to_cif(out / "structures" / f"{mof.id}.cif")
     mof.to_json(out / "structures" / f"{mof.id}.json")
     return {**row, "status": "valid", "cpu_s": cpu_s() - t0}
+
+
+def _decompose(mof):
+    """The MOF with its CG view when it can be cut into units (else unchanged: the oracle still takes it),
+    and what the decomposition found."""
+    from discovery.library.decompose import DecompositionError, check_reassembly, decompose, decomposed_mof
+
+    t0 = cpu_s()
+    try:
+        dec = decompose(mof.structure, mof.id)
+        check = check_reassembly(dec)
+    except DecompositionError as exc:
+        return mof, {"status": "failed", "reason": "cut", "message": str(exc), "cpu_s": cpu_s() - t0}
+    info = {"status": "ok" if check["structure_match"] else "failed", "topology": dec.cg.topology,
+            "units": [u["id"] for u in dec.units()], "guests_removed": dec.guests_removed, **check,
+            "cpu_s": cpu_s() - t0}
+    if not check["structure_match"]:  # a CG view that does not give back the framework is not kept
+        return mof, {**info, "reason": "reassembly", "message": "the CG view reassembles into another structure"}
+    return decomposed_mof(mof, dec), info
 
 
 def import_structures(paths: list[Path], out: str | Path, source: str, workers: int | None = None,
@@ -141,20 +163,56 @@ def _finalise(out: Path, ids: list[str], source: str, wall_s: float, n_new: int)
     for r in kept:
         geo, (a, b, c, alpha, beta, gamma) = r.get("geometry") or {}, r["cell"]
         metals = sorted({el for el in _elements(r["formula"]) if is_metal(el)})
-        table.append({"id": r["id"], "recipe": "", "topology": "", "node_bbs": "", "edge_bbs": "",
+        net = (r.get("decomposition") or {}).get("topology") or ""
+        table.append({"id": r["id"], "recipe": "", "topology": net, "node_bbs": "", "edge_bbs": "",
                       "metals": ".".join(metals), "formula": r["formula"], "n_atoms": r["n_atoms"], "a": a, "b": b,
                       "c": c, "alpha": alpha, "beta": beta, "gamma": gamma, "valid": True, "source": r["source"],
                       **{k: geo.get(k) for k in ("lcd", "pld", "asa_m2_g", "density_g_cm3", "void_fraction",
                                                 "probe_accessible_fraction")}})
     write_csv(out / "mofs.csv", COLUMNS, table)
+    units = _unit_library(out, kept)
     write_csv(out / "failures.csv", ["id", "source", "status", "reason", "message"], refused)
     summary = {"source": source, "attempted": len(rows), "valid": len(kept),  # the keys of a build's summary
                "valid_fraction": round(len(kept) / max(1, len(rows)), 3),
                "failures": dict(Counter(r["reason"] for r in refused).most_common()),
+               "decomposition": _decomposition_summary(kept, units),
                "new_this_run": n_new, "wall_s": round(wall_s, 1),
                "cpu_s_per_structure": round(sum(r.get("cpu_s", 0.0) for r in rows) / max(1, len(rows)), 2)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _unit_library(out: Path, kept: list[dict[str, Any]]):
+    """DIR/units.json.gz: the units of the kept MOFs that are not pormake's (each id's first geometry by MOF
+    id, so the file does not depend on the order the workers finished in)."""
+    from discovery.library.units import UnitLibrary, block_from_row
+    from discovery.structures.mof import MOF
+
+    library = UnitLibrary()
+    for r in kept:
+        if (r.get("decomposition") or {}).get("status") == "ok":
+            units = MOF.from_json(out / "structures" / f"{r['id']}.json").units or {}
+            library.add(block_from_row(i, u) for i, u in units.items())
+    library.save(out / "units.json.gz")
+    return library
+
+
+def _decomposition_summary(kept: list[dict[str, Any]], units) -> dict[str, Any]:
+    rows = [r.get("decomposition") or {"status": "failed", "reason": "not_attempted"} for r in kept]
+    from discovery.library.units import is_pormake
+
+    ok = [d for d in rows if d["status"] == "ok"]
+    cut = [d for d in rows if d["status"] == "ok" or d.get("reason") == "reassembly"]
+    unit_ids = Counter(i for d in ok for i in d["units"])
+    return {"decomposed": len(cut), "decomposed_fraction": round(len(cut) / max(1, len(rows)), 3),
+            "reassembled": len(ok), "reassembled_fraction": round(len(ok) / max(1, len(rows)), 3),
+            "failures": dict(Counter(d["reason"] for d in rows if d["status"] != "ok").most_common()),
+            "topology_named": sum(1 for d in ok if d.get("topology")),
+            "topologies": dict(Counter(d["topology"] for d in ok if d.get("topology")).most_common(10)),
+            "distinct_units": len(unit_ids), "pormake_units": sum(1 for i in unit_ids if is_pormake(i)),
+            "extended_library": {"units": len(units), "version": units.version},
+            "max_deviation_A_median": round(float(np.median([d["max_deviation_A"] for d in ok])), 4) if ok else None,
+            "cpu_s_per_structure": round(float(np.mean([d["cpu_s"] for d in rows if "cpu_s" in d] or [0])), 2)}
 
 
 def _elements(formula: str) -> list[str]:

@@ -75,7 +75,9 @@ class MOF:
     """A metal-organic framework.
 
     ``charges`` (one per site, e) are None when unknown. ``atom_bead`` maps each atom to its bead in
-    ``cg``. ``provenance`` says where the record came from (builder, recipe, versions, source file).
+    ``cg``. ``units``: the blocks ``cg`` names that are not pormake's (units cut from a real MOF,
+    ``discovery.library.decompose``), as JSON rows by id. ``provenance`` says where the record came from
+    (builder, recipe, versions, source file).
     """
 
     id: str
@@ -84,6 +86,7 @@ class MOF:
     cg: CGView | None = None
     atom_bead: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, dict] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.structure)
@@ -144,6 +147,7 @@ class MOF:
             "cg": None if self.cg is None else self.cg.to_dict(),
             "atom_bead": None if self.atom_bead is None else self.atom_bead.tolist(),
             "provenance": self.provenance,
+            **({"units": self.units} if self.units else {}),
         }
 
     @classmethod
@@ -153,7 +157,7 @@ class MOF:
             structure = Structure(Lattice(d["lattice"]), d["species"], d["frac_coords"])
             cg = None if d.get("cg") is None else CGView.from_dict(d["cg"])
             return cls(id=d["id"], structure=structure, charges=d.get("charges"), cg=cg,
-                       atom_bead=d.get("atom_bead"), provenance=d.get("provenance") or {})
+                       atom_bead=d.get("atom_bead"), provenance=d.get("provenance") or {}, units=d.get("units"))
         except (KeyError, TypeError, ValueError) as exc:
             raise StructureReadError(f"not a MOF record: {exc}") from None
 

@@ -56,7 +56,7 @@ class CampaignSurrogate(Surrogate):
                 continue
             try:
                 cg = CGView.from_dict(r["cg"]) if r.get("cg") else None
-                self.graphs[r["id"]] = cg_graph(cg, r["descriptors"], r["id"], self.config.graph)
+                self.graphs[r["id"]] = cg_graph(cg, r["descriptors"], r["id"], self.config.graph, r.get("units"))
             except (GraphError, KeyError) as exc:
                 problems[r["id"]] = f"cannot be scored: {exc}"
         if self.transport is not None:

@@ -98,7 +98,8 @@ def table_rows(dataset: str | Path, charges: str = "none") -> Iterator[dict[str,
                 append(cache, cached[mof_id])
             descriptors = {**{k: geometry.get(mof_id, {}).get(k) for k in GEOMETRY_KEYS},
                            **{k: cached[mof_id][k] for k in PROBE_KEYS}}
-            yield {"id": mof_id, "cg": compact_cg(mof.cg), "descriptors": descriptors,
+            yield {"id": mof_id, "cg": compact_cg(mof.cg), **({"units": mof.units} if mof.units else {}),
+                   "descriptors": descriptors,
                    "labels": target_values(row), "failures": row.get("failures", {}), "cpu_s": row.get("cpu_s", {})}
 
 
@@ -141,7 +142,7 @@ def load_pool(source: str | Path | None = None, charges: str = "none", targets: 
             continue
         try:
             cg = CGView.from_dict(row["cg"]) if row.get("cg") else None
-            graph = cg_graph(cg, row["descriptors"], row["id"], settings)
+            graph = cg_graph(cg, row["descriptors"], row["id"], settings, row.get("units"))
         except GraphError as exc:
             pool.skipped[row["id"]] = str(exc)
             continue

@@ -5,12 +5,17 @@ Fine scale: each building block of pormake's library as a small molecular graph 
 alone, so a model embeds each block once and reuses the vector in every MOF that contains it.
 
 Coarse scale: the MOF's coarse-grained view (``MOF.cg``), one node per building block (bead) carrying its
-library index, with periodic edges to each bead's ``max_neighbors`` nearest beads within ``cutoff``.
+block's index, with periodic edges to each bead's ``max_neighbors`` nearest beads within ``cutoff``.
+
+Blocks beyond pormake's: a real MOF's units that pormake lacks (``discovery.library.decompose``) travel with
+its record (``MOF.units``) and get indices after pormake's, in this process, the first time a graph names
+them. Their ids come from their bond graphs, so one id is one block wherever it was cut; an index is never
+stored, only used to share a block's vector within a batch and a process.
 
 Why two scales rather than all atoms: an atom graph of a 260-atom MOF has ~3,000 edges, and an ensemble
 of SchNet-like networks on it scores ~15 MOFs per CPU-second; the bead graph has ~10-100 edges, which is
 what makes scoring hundreds of MOFs per second on two cores possible. Every structure the agent builds or
-generates carries its CG view; a CIF without one cannot be scored (``GraphError`` says so).
+generates carries its CG view; a real MOF's comes from its decomposition.
 
 PyG's ``radius_graph`` needs pyg-lib and ignores periodicity: the periodic neighbour lists come from
 pymatgen (``Structure.get_neighbor_list``) and are handed to the layers as ``edge_index`` and ``edge_dist``.
@@ -63,14 +68,32 @@ def bb_index() -> dict[str, int]:
     return {bb_id: i for i, bb_id in enumerate(library().ids())}
 
 
+_EXTENDED: dict[str, int] = {}  # units beyond pormake's seen in this process -> their index
+_EXTENDED_BLOCKS: list = []
+
+
+def block_index(bb_id: str, units: Mapping[str, Any] | None = None) -> int | None:
+    """The index of block ``bb_id``: pormake's, one registered before, or one of ``units`` (a record's
+    extended units, id -> JSON row) registered now; None when it is none of these."""
+    if bb_id in bb_index():
+        return bb_index()[bb_id]
+    if bb_id not in _EXTENDED and units and bb_id in units:
+        from discovery.library.units import block_from_row
+
+        _EXTENDED_BLOCKS.append(block_from_row(bb_id, units[bb_id]))
+        _EXTENDED[bb_id] = len(bb_index()) + len(_EXTENDED_BLOCKS) - 1
+    return _EXTENDED.get(bb_id)
+
+
 @lru_cache(maxsize=None)
 def bb_graph(index: int) -> Data:
-    """The molecular graph of library block ``index``: ``z`` (0 for X), bonds both ways as ``edge_index``,
+    """The molecular graph of block ``index``: ``z`` (0 for X), bonds both ways as ``edge_index``,
     bond lengths as ``edge_dist``. Bonds, not a distance cutoff: 10x fewer edges, and training re-embeds
     every block of a batch at each step."""
     from ase.data import atomic_numbers
 
-    bb = library().get(library().ids()[index])
+    n = len(bb_index())
+    bb = library().get(library().ids()[index]) if index < n else _EXTENDED_BLOCKS[index - n]
     z = np.array([0 if s == "X" else atomic_numbers[s] for s in bb.symbols], dtype=np.int64)
     bonds = np.asarray(bb.bonds, dtype=np.int64).reshape(-1, 2)
     edges = np.concatenate([bonds, bonds[:, ::-1]]).T
@@ -108,17 +131,18 @@ def neighbor_edges(lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float,
 
 
 def cg_graph(cg: CGView | None, descriptors: Mapping[str, Any], name: str = "structure",
-             settings: GraphSettings | None = None) -> Data:
-    """The coarse graph of one MOF from its CG view: ``bead_bb`` (library indices), ``role``, ``edge_index``,
-    ``edge_dist``, ``globals`` (1 x N_GLOBALS) from ``descriptors`` (Zeo++ geometry and probe energies)."""
+             settings: GraphSettings | None = None, units: Mapping[str, Any] | None = None) -> Data:
+    """The coarse graph of one MOF from its CG view: ``bead_bb`` (block indices), ``role``, ``edge_index``,
+    ``edge_dist``, ``globals`` (1 x N_GLOBALS) from ``descriptors`` (Zeo++ geometry and probe energies);
+    ``units``: the record's blocks beyond pormake's (``MOF.units``)."""
     s = settings or GraphSettings()
     if cg is None or not cg.beads:
-        raise GraphError(f"{name}: no coarse-grained view (building blocks); only structures built from "
-                         "building blocks (dataset build, generator) can be scored")
-    index = bb_index()
-    unknown = sorted({b.bb_id for b in cg.beads} - set(index))
+        raise GraphError(f"{name}: no coarse-grained view (building blocks): the structure could not be cut "
+                         "into units (`discovery decompose` says why)")
+    index = {b.bb_id: block_index(b.bb_id, units) for b in cg.beads}
+    unknown = sorted(i for i, k in index.items() if k is None)
     if unknown:
-        raise GraphError(f"{name}: building blocks {unknown} are not in the library")
+        raise GraphError(f"{name}: building blocks {unknown} are neither pormake's nor among the record's units")
     frac = np.array([b.frac_coords for b in cg.beads], dtype=float)
     edge_index, dist = neighbor_edges(cg.lattice, frac, s.cutoff, s.max_neighbors)
     isolated = np.setdiff1d(np.arange(len(frac)), edge_index[1])

@@ -11,7 +11,7 @@ import numpy as np
 from discovery.errors import DiscoveryError
 from discovery.models import resolve_model, write_fingerprint
 from discovery.structures.descriptors import probe_descriptors
-from discovery.structures.mof import load_structure
+from discovery.structures.mof import MOF, load_structure
 from discovery.targets import KH_CO2, KH_N2
 from surrogates.adsorption.data import dataset_geometry, load_pool
 from surrogates.adsorption.ensemble import DeepEnsemble, EnsembleConfig
@@ -63,16 +63,26 @@ def fingerprint(model: DeepEnsemble) -> dict[str, Any]:
     return {"ids": pool.ids, "mean": np.round(pred.mean, 6).tolist(), "std": np.round(pred.std, 6).tolist()}
 
 
+def with_cg_view(mof: MOF) -> MOF:
+    """``mof`` with a CG view: its own, or its framework's decomposition into units (a real MOF's CIF)."""
+    if mof.cg is not None:
+        return mof
+    from discovery.library.decompose import decompose, decomposed_mof
+
+    return decomposed_mof(mof, decompose(mof.structure, mof.id, topology=False))
+
+
 def predict_structures(model_dir: str | Path, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Calibrated mean and standard deviation of every target for each structure (JSON records with a CG
-    view) by the model in ``model_dir`` (``default``: the shipped one); a structure that cannot be scored
-    gets an ``error`` naming the problem, the others go on."""
+    """Calibrated mean and standard deviation of every target for each structure by the model in
+    ``model_dir`` (``default``: the shipped one). A record with a CG view is read as it is; a CIF (or a record
+    without one) is cut into units first. A structure that cannot be scored gets an ``error`` naming the
+    problem, the others go on."""
     model = DeepEnsemble.load(resolve_model(model_dir, "surrogate"))
     rows, graphs = [], []
     for path in map(Path, paths):
         try:
-            mof = load_structure(path)
-            graphs.append(cg_graph(mof.cg, structure_descriptors(path, mof), mof.id, model.config.graph))
+            mof = with_cg_view(load_structure(path))
+            graphs.append(cg_graph(mof.cg, structure_descriptors(path, mof), mof.id, model.config.graph, mof.units))
             rows.append({"file": str(path), "structure": mof.id})
         except (DiscoveryError, GraphError) as exc:
             rows.append({"file": str(path), "error": str(exc)})
