@@ -34,12 +34,14 @@ class ConfigError(DiscoveryError):
 @dataclass(frozen=True)
 class ProposerConfig:
     # diffusion: the CG diffusion generator (fine-tuned on the best results as they come);
-    # designspace: draws and mutations of enumerated recipes (the baseline); table: rows of a pool table
-    kind: str = choice("diffusion", "designspace", "table", default="diffusion")
+    # designspace: draws and mutations of enumerated recipes (the baseline); table: rows of a pool table;
+    # dataset: the MOFs of a dataset directory, e.g. imported real MOFs (screening a database)
+    kind: str = choice("diffusion", "designspace", "table", "dataset", default="diffusion")
     candidates_per_round: int = bounded(48, 1)  # new candidates prepared before each selection
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     parents: int = bounded(16, 1)  # the best results so far (by the campaign's objectives) handed to the generator
     table: str | None = None  # kind "table": a pool table (None: the committed one)
+    dataset: str | None = None  # kind "dataset": a directory of `discovery dataset import` (or `build`)
     # kind "diffusion": a trained generator's directory (`discovery train generator`); "default": the one
     # the package ships (discovery/data/models/README.md)
     model: str = "default"
@@ -144,6 +146,9 @@ class CampaignConfig:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name) or ".." in self.name:
             raise ConfigError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-' (it names the run "
                               "directory under runs/)")
+        if self.proposer.kind == "dataset" and not self.proposer.dataset:
+            raise ConfigError("proposer.dataset: kind 'dataset' screens a dataset directory; name one (e.g. the "
+                              "output of `discovery dataset import core-mof --out DIR`)")
         if self.oracle.kind == "lookup" and self.proposer.kind != "table":
             raise ConfigError("oracle.kind: 'lookup' needs proposer.kind: 'table' (labels come from the table)")
         from discovery.oracle.core import LEVELS

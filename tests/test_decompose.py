@@ -110,3 +110,25 @@ def test_the_surrogate_scores_a_mof_with_units_beyond_pormake(fluoro):
     graph = cg_graph(record.cg, GEOMETRY, "fluoro", units=record.units)
     index = {i for i in graph.bead_bb.tolist() if i >= len(bb_index())}
     assert len(index) == 1 and bb_graph(index.pop()).z.tolist().count(9) == 2  # C6H2F2, F = 9
+
+
+def test_an_instance_in_another_conformation_becomes_a_conformer_of_its_id():
+    from scipy.spatial.transform import Rotation
+
+    from discovery.library.building_blocks import BuildingBlock
+    from discovery.library.decompose import _place
+
+    rng = np.random.default_rng(1)
+    positions = rng.normal(size=(7, 3)) * 2.0  # an asymmetric 6-atom unit and one connection point
+    base = BuildingBlock("Utest", ("C", "O", "N", "C", "H", "H", "X"), positions, (6,),
+                         np.array([[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [3, 6]]))
+    blocks: dict = {}
+    assert _place(base, blocks)[0].id == "Utest"  # the first instance defines the id's geometry
+    turned = Rotation.from_rotvec([0.3, -1.1, 0.7]).apply(positions) + [4.0, 0.0, -2.0]
+    known, order, rotation, rmsd = _place(BuildingBlock("Utest", base.symbols, turned, (6,), base.bonds), blocks)
+    assert known.id == "Utest" and rmsd < 1e-6 and list(order) == list(range(6))  # a rigid motion: the same block
+    assert np.allclose(positions[:6] @ rotation.T, turned[:6] - turned[:6].mean(0) + positions[:6].mean(0) @ rotation.T)
+    bent = positions * [1.6, 1.0, 1.0]  # stretched along x: no rotation brings it within 0.3 A
+    assert _place(BuildingBlock("Utest", base.symbols, bent, (6,), base.bonds), blocks)[0].id == "Utest~1"
+    assert _place(BuildingBlock("Utest", base.symbols, bent + 1.0, (6,), base.bonds), blocks)[0].id == "Utest~1"
+    assert sorted(blocks) == ["Utest", "Utest~1"]

@@ -42,6 +42,11 @@ class Parts:
         config = _absolute_paths(config, Path(run_dir))
         if surrogate is None:
             check_transport_model(config)
+        if generator is None and config.proposer.kind == "dataset" and \
+                not (Path(config.proposer.dataset) / "results.jsonl").exists():
+            raise DiscoveryError(f"proposer.dataset: {config.proposer.dataset} is not a dataset directory (make one "
+                                 "with `discovery dataset import core-mof --out DIR` or `discovery dataset import CIF_DIR "
+                                 "--out DIR`)")
         generator_files = transport_files = None
         if generator is None and config.proposer.kind == "diffusion":
             from discovery.generator.campaign import ensure_generator
@@ -83,10 +88,12 @@ def build_generator(config: CampaignConfig, run_dir: str | None = None, model: M
         if model is not None:
             p = replace(p, model=str(model.materialize()))
         return CampaignGenerator(p, run_dir, seed=config.seed)
-    from discovery.campaign.generators import DesignSpaceGenerator, TableGenerator
+    from discovery.campaign.generators import DatasetGenerator, DesignSpaceGenerator, TableGenerator
 
     if p.kind == "table":
         return TableGenerator(load_table(config), p.mutation_fraction)
+    if p.kind == "dataset":
+        return DatasetGenerator(p.dataset, p.mutation_fraction)
     return DesignSpaceGenerator(p.mutation_fraction)
 
 
@@ -165,7 +172,8 @@ def _absolute_paths(config: CampaignConfig, run_dir: Path) -> CampaignConfig:
     the config names a folder: they can extend the transport model's training data)."""
     model, transport = (str(resolve_model(p, kind).resolve()) for p, kind in
                         ((config.proposer.model, "generator"), (config.surrogate.transport_model, "transport")))
-    config = replace(config, proposer=replace(config.proposer, model=model),
+    dataset = config.proposer.dataset and str(Path(config.proposer.dataset).resolve())
+    config = replace(config, proposer=replace(config.proposer, model=model, dataset=dataset),
                      surrogate=replace(config.surrogate, transport_model=transport))
     if "diffusivity" in config.oracle.properties:
         folder = Path(getattr(config.oracle, "trajectories", None) or run_dir / "trajectories").resolve()

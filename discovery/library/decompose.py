@@ -34,7 +34,8 @@ from discovery.library.building_blocks import BuildingBlock
 from discovery.library.units import block_row, content_id, is_pormake, unit_graph
 from discovery.structures.mof import MOF, Bead, CGView
 
-MAX_ISOMORPHISMS = 24  # graph matches tried per instance before the best geometric fit is kept
+MAX_ISOMORPHISMS = 200  # graph matches tried per instance before the best geometric fit is kept
+CONFORMER_RMSD_A = 0.3  # a worse fit to every known geometry of an id makes a new conformer
 GOOD_FIT_A = 0.05  # RMSD at which the search stops
 REFINE_PASSES = 3
 
@@ -102,9 +103,7 @@ def decompose(structure: Structure, name: str = "structure", library: Mapping[st
     beads, placements = [], []
     for c, comp in enumerate(comps):
         block, xyz, periodic = _unit(gf, comp, images[c], cuts, kept, offsets)
-        block = replace(block, id=content_id(block))
-        known = blocks.setdefault(block.id, _library_block(block))
-        order, rotation, rmsd = _fit(known, block) if known is not block else (np.arange(len(xyz)), np.eye(3), 0.0)
+        known, order, rotation, rmsd = _place(replace(block, id=content_id(block)), blocks)
         real = [i for i, s in enumerate(known.symbols) if s != "X"]
         local = known.positions[real] - known.centroid
         origin = xyz[order].mean(axis=0) - local.mean(axis=0) @ rotation.T
@@ -131,6 +130,28 @@ def decomposed_mof(mof: MOF, dec: Decomposition) -> MOF:
     return MOF(id=mof.id, structure=dec.framework, charges=charges, cg=dec.cg, atom_bead=dec.atom_bead(),
                provenance={**mof.provenance, "decomposition": info},
                units={i: block_row(bb) for i, bb in dec.blocks.items() if not is_pormake(i)} or None)
+
+
+def _place(block: BuildingBlock, blocks: dict[str, BuildingBlock]):
+    """The library block this instance is (the best-fitting conformer of its id, or a new conformer when
+    none fits within CONFORMER_RMSD_A: a rigid block in another conformation would not reassemble into the
+    framework), its atoms in the block's order, the orientation and the fit's RMSD. ``blocks`` grows."""
+    identity = (np.arange(sum(s != "X" for s in block.symbols)), np.eye(3), 0.0)
+    if block.id not in blocks:
+        blocks[block.id] = _library_block(block)
+        if blocks[block.id] is block:
+            return block, *identity
+    fits = [(blocks[k], *_fit(blocks[k], block)) for k in _conformers(block.id, blocks)]
+    best = min(fits, key=lambda f: f[3])
+    if best[3] <= CONFORMER_RMSD_A:
+        return best
+    conformer = replace(block, id=f"{block.id}~{len(fits)}")
+    blocks[conformer.id] = conformer
+    return conformer, *identity
+
+
+def _conformers(bb_id: str, blocks: Mapping[str, BuildingBlock]) -> list[str]:
+    return [k for k in blocks if k == bb_id or k.startswith(bb_id + "~")]
 
 
 def _library_block(block: BuildingBlock) -> BuildingBlock:
