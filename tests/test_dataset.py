@@ -56,6 +56,8 @@ def test_build_writes_table_and_resumes(tmp_path, sampler):
         assert int(row["n_atoms"]) > 0 and float(row["pld"]) >= 2.4
     failures = _read_csv(tmp_path / "ds" / "failures.csv")
     assert sum(json.loads((tmp_path / "ds" / "summary.json").read_text())["failures"].values()) == len(failures)
+    checked = json.loads((tmp_path / "ds" / "summary.json").read_text())["mofchecker"]  # MOFChecker beside ours
+    assert checked["n"] >= second["valid"] and checked["agreement_with_project"]["n"] == checked["n"]
 
 
 def test_resume_with_other_seed_is_refused(tmp_path, sampler):

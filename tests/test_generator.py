@@ -187,13 +187,14 @@ def test_update_fine_tunes_on_the_best_and_bumps_the_version(generator, rows):
 
 
 def test_metrics_count_duplicates_and_training_structures(rows):
-    a = {"status": "valid", "cg": rows[0]["cg"], "descriptors": rows[0]["descriptors"]}
+    a = {"status": "valid", "cg": rows[0]["cg"], "descriptors": rows[0]["descriptors"], "mofchecker_valid": True}
     b = {"status": "valid", "cg": rows[1]["cg"],
          "descriptors": {**rows[1]["descriptors"], "density_g_cm3": rows[1]["descriptors"]["density_g_cm3"] + 0.1}}
     bad = {"status": "invalid", "reason": "overlap"}
     m = generation_metrics([a, a, b, bad], rows, cpu_s=2.0)
     assert m["validity"] == 0.75 and m["uniqueness"] == round(2 / 3, 4) and m["novelty"] == round(1 / 3, 4)
     assert m["valid_per_cpu_s"] == 1.5 and m["invalid_reasons"] == {"overlap": 1}
+    assert m["mofchecker_validity"] == 0.5  # a twice (b and the invalid one carry no MOFChecker pass)
     assert fingerprint(rows[0]["cg"], rows[0]["descriptors"]) != fingerprint(rows[1]["cg"], rows[1]["descriptors"])
     # a training MOF reassembled with its beads moved: same blocks and density, another PLD; not new
     moved = {**rows[0]["descriptors"], "pld": rows[0]["descriptors"]["pld"] + 0.7}

@@ -31,6 +31,7 @@ def test_a_cif_folder_is_imported_with_named_reasons_and_resumes(tmp_path, irmof
     assert record["provenance"]["source"] == "mine:IRMOF-1 (mine).cif"
     assert sorted({b["bb_id"] for b in record["cg"]["beads"]}) == ["E14", "N16"] and len(record["cg"]["beads"]) == 4
     assert summary["decomposition"]["reassembled"] == 1 and summary["decomposition"]["topologies"] == {"pcu": 1}
+    assert summary["mofchecker"]["n"] == 1 and summary["mofchecker"]["valid"] == 1  # IRMOF-1 passes MOFChecker too
     reasons = {r["id"]: r["reason"] for r in csv.DictReader((tmp_path / "ds" / "failures.csv").read_text().splitlines())}
     assert reasons == {"broken": "unreadable", "disordered": "disorder"}
     again = import_structures(paths, tmp_path / "ds", "mine", workers=1, progress=False)

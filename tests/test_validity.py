@@ -16,6 +16,9 @@ def test_overlapping_atoms_fail_the_named_check(irmof1):
     assert "overlap" in _names(report)
     overlap = next(c for c in report.checks if c.name == "overlap")
     assert "0.30 A" in overlap.message  # names the closest pair and its distance
+    on_top = irmof1.structure.copy()
+    on_top.append("O", on_top[10].coords, coords_are_cartesian=True)  # exactly on another atom: the worst overlap
+    assert "0.00 A" in next(c for c in check_structure(on_top).checks if c.name == "overlap").message
 
 
 def test_isolated_atom_fails(irmof1):

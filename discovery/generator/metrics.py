@@ -37,6 +37,8 @@ def generation_metrics(records: Sequence[Mapping[str, Any]], training: Iterable[
     n = len(records)
     return {"n_sampled": n, "n_valid": len(valid),
             "validity": round(len(valid) / n, 4) if n else 0.0,
+            # MOFChecker's validity (MOFDiff's definition, discovery.structures.mofchecker) over the same samples
+            "mofchecker_validity": round(sum(bool(r.get("mofchecker_valid")) for r in records) / n, 4) if n else 0.0,
             "uniqueness": round(len(set(prints)) / len(valid), 4) if valid else 0.0,
             "novelty": round(sum(p not in known for p in prints) / len(valid), 4) if valid else 0.0,
             "valid_per_cpu_s": round(len(valid) / cpu_s, 4) if cpu_s > 0 else 0.0,

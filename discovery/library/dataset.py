@@ -29,6 +29,7 @@ from discovery.library.assembly import Recipe
 from discovery.library.designspace import DesignSpace, Sampler
 from discovery.errors import AssemblyError, DatasetError, IncompatibleCombinationError
 from discovery.oracle.geometry.zeo import GeometrySettings
+from discovery.structures.mofchecker import mofchecker_summary
 from discovery.jsonl import append, open_for_append, read_rows
 from discovery.parallel import TaskFailure, map_with_timeout
 from discovery.plots import dataset_overview
@@ -51,6 +52,7 @@ class BuildOptions:
 def _build_one(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: assemble one recipe, check it, describe it; files written here, a row returned."""
     from discovery.library.assembly import default_assembler
+    from discovery.structures.mofchecker import mofchecker_report
     from discovery.structures.validity import check_mof
 
     t0 = cpu_s()
@@ -67,7 +69,8 @@ def _build_one(task: dict[str, Any]) -> dict[str, Any]:
     if too_big:
         return {**row, "status": "failed", **too_big, "cpu_s": cpu_s() - t0}
     report, geometry = check_mof(mof.structure, settings=GeometrySettings(**task["geometry"]), name=recipe.id)
-    row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict())
+    row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict(),
+               mofchecker=mofchecker_report(mof.structure, mof.charges, recipe.id))  # beside the project's verdict
     if not report.valid:
         failed = report.failed[0]
         return {**row, "status": "invalid", "reason": failed, "message": report.reason,
@@ -163,7 +166,8 @@ class DatasetBuilder:
                    "failures": dict(Counter(r["reason"] for r in bad).most_common()),
                    "new_this_run": n_new, "wall_s": round(wall_s, 2),
                    "built_per_min": round(60.0 * n_new / wall_s, 2) if wall_s > 0 and n_new else None,
-                   "cpu_s_per_mof": round(sum(r.get("cpu_s", 0.0) for r in rows) / max(1, len(rows)), 3)}
+                   "cpu_s_per_mof": round(sum(r.get("cpu_s", 0.0) for r in rows) / max(1, len(rows)), 3),
+                   "mofchecker": mofchecker_summary(rows)}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         dataset_overview(valid, summary["failures"], self.out / "overview.png")
         return summary

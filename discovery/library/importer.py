@@ -34,6 +34,7 @@ from discovery.jsonl import append, open_for_append, read_rows
 from discovery.library.dataset import TABLE_COLUMNS, cpu_s, exclusive, write_csv
 from discovery.oracle.geometry.zeo import GeometrySettings
 from discovery.parallel import TaskFailure, map_with_timeout
+from discovery.structures.mofchecker import mofchecker_summary
 
 CORE_MOF_SUBSETS = ("2014", "2019-ASR", "2019-FSR")
 COLUMNS = [*TABLE_COLUMNS, "source"]
@@ -83,6 +84,7 @@ def _core_mof():
 def import_one(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: read, check and describe one CIF; the MOF's files written here, a row returned."""
     from discovery.structures.mof import MOF
+    from discovery.structures.mofchecker import mofchecker_report
     from discovery.structures.validity import check_mof
 
     t0, path, out = cpu_s(), Path(task["path"]), Path(task["out"])
@@ -98,9 +100,10 @@ def import_one(task: dict[str, Any]) -> dict[str, Any]:
     row.update(formula=mof.formula, n_atoms=mof.n_atoms, cell=[round(x, 4) for x in mof.structure.lattice.parameters])
     report, geometry = check_mof(mof.structure, settings=GeometrySettings(**task["geometry"]), name=task["id"])
     row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict())
-    if not report.valid:
+    row["mofchecker"] = mofchecker_report(mof.structure, mof.charges, task["id"])  # beside the project's verdict
+    if not report.valid:  # refused, but its units are still worth knowing (what decomposition can read)
         return {**row, "status": "invalid", "reason": report.failed[0], "message": report.reason,
-                "cpu_s": cpu_s() - t0}
+                "decomposition": _decompose(mof)[1], "cpu_s": cpu_s() - t0}
     mof.provenance.update(source=task["source"])
     mof, row["decomposition"] = _decompose(mof)
     mof.to_cif(out / "structures" / f"{mof.id}.cif")
@@ -171,11 +174,14 @@ def _finalise(out: Path, ids: list[str], source: str, wall_s: float, n_new: int)
                                                 "probe_accessible_fraction")}})
     write_csv(out / "mofs.csv", COLUMNS, table)
     units = _unit_library(out, kept)
+    checked = [r for r in rows if r.get("decomposition")]  # read, ordered, checked: kept or refused
     write_csv(out / "failures.csv", ["id", "source", "status", "reason", "message"], refused)
     summary = {"source": source, "attempted": len(rows), "valid": len(kept),  # the keys of a build's summary
                "valid_fraction": round(len(kept) / max(1, len(rows)), 3),
                "failures": dict(Counter(r["reason"] for r in refused).most_common()),
                "decomposition": _decomposition_summary(kept, units),
+               "decomposition_of_all_read": _decomposition_summary(checked, units),
+               "mofchecker": mofchecker_summary(rows),
                "new_this_run": n_new, "wall_s": round(wall_s, 1),
                "cpu_s_per_structure": round(sum(r.get("cpu_s", 0.0) for r in rows) / max(1, len(rows)), 2)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -197,14 +203,14 @@ def _unit_library(out: Path, kept: list[dict[str, Any]]):
     return library
 
 
-def _decomposition_summary(kept: list[dict[str, Any]], units) -> dict[str, Any]:
-    rows = [r.get("decomposition") or {"status": "failed", "reason": "not_attempted"} for r in kept]
+def _decomposition_summary(imported: list[dict[str, Any]], units) -> dict[str, Any]:
+    rows = [r.get("decomposition") or {"status": "failed", "reason": "not_attempted"} for r in imported]
     from discovery.library.units import is_pormake
 
     ok = [d for d in rows if d["status"] == "ok"]
     cut = [d for d in rows if d["status"] == "ok" or d.get("reason") == "reassembly"]
     unit_ids = Counter(i for d in ok for i in d["units"])
-    return {"decomposed": len(cut), "decomposed_fraction": round(len(cut) / max(1, len(rows)), 3),
+    return {"n": len(rows), "decomposed": len(cut), "decomposed_fraction": round(len(cut) / max(1, len(rows)), 3),
             "reassembled": len(ok), "reassembled_fraction": round(len(ok) / max(1, len(rows)), 3),
             "failures": dict(Counter(d["reason"] for d in rows if d["status"] != "ok").most_common()),
             "topology_named": sum(1 for d in ok if d.get("topology")),

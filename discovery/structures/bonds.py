@@ -75,7 +75,8 @@ def bond_graph(structure: Structure, tolerance: float = BOND_TOLERANCE) -> Perio
     cutoff = tolerance * 2.0 * radii.max()
     src, dst, image, dist = structure.get_neighbor_list(cutoff)
     limit = radii[src] + radii[dst]
-    keep = (dist < tolerance * limit) & (dist > 1e-8)
+    # an atom's own zero-length pair is dropped; two atoms at one place are kept (the overlap check's worst case)
+    keep = (dist < tolerance * limit) & ((dist > 1e-8) | (src != dst))
     return PeriodicGraph(n_atoms=len(structure), src=src[keep].astype(np.int64), dst=dst[keep].astype(np.int64),
                          image=np.rint(image[keep]).astype(np.int64), distance=dist[keep],
                          ratio=dist[keep] / limit[keep])
