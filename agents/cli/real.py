@@ -11,13 +11,16 @@ from discovery.errors import DiscoveryError
 
 
 def cmd_decompose(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from discovery.library.decompose import check_reassembly, decompose, decomposed_mof
     from discovery.library.units import UnitLibrary
     from discovery.structures.mof import load_structure
 
     library = UnitLibrary.load(args.library) if args.library and Path(args.library).exists() else UnitLibrary()
     rows = []
-    for path in args.structures:  # a structure that fails is reported and the others go on
+    for path in tqdm(args.structures, desc="decomposing", unit="MOF", disable=len(args.structures) < 2):
+        # a structure that fails is reported and the others go on
         try:
             mof = load_structure(path)
             dec = decompose(mof.structure, mof.id, library={bb.id: bb for bb in library},
