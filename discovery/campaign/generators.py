@@ -1,5 +1,6 @@
 """The baseline generators behind the ``Generator`` contract: rows of a pool table, draws and mutations of
-the enumerated design space, and the MOFs of a dataset directory (screening a database of real MOFs). The diffusion generator is ``discovery.generator.campaign.CampaignGenerator``.
+the enumerated design space, and the MOFs of a dataset directory (screening a database of real MOFs). The
+diffusion generator is ``discovery.generator.campaign.CampaignGenerator``.
 
 ``TableGenerator`` is the smallest implementation of the contract, the one to copy (docs/architecture.md).
 """

@@ -180,13 +180,11 @@ def _mofstructure():
 
 def _cut(atoms, name: str):
     md, cgd, _ = _mofstructure()
-    kept_bond_graph = cgd.kept_bond_graph
-
     try:
         keep = np.asarray(md.remove_unbound_guest(atoms), dtype=int)
         gf = atoms[keep]
         comps, _, _, _, cuts = md.secondary_building_units(gf)
-        kept, offsets = kept_bond_graph(gf, cuts)
+        kept, offsets = cgd.kept_bond_graph(gf, cuts)
     except Exception as exc:  # mofstructure raises plain errors (e.g. on some phosphonates)
         raise DecompositionError(f"{name}: mofstructure could not cut the framework into units: "
                                  f"{type(exc).__name__}: {exc}") from exc
@@ -209,12 +207,12 @@ def _unit(gf, comp: list[int], image: dict[int, np.ndarray], cuts, kept, offsets
     for a in comp:  # bonds kept inside the unit; one to an image of the unit itself is a connection
         for b in kept.get(a, ()):
             for shift in offsets.get((a, b), [(0, 0, 0)]):
-                partner = pos[b] + (image[a] + np.asarray(shift)) @ cell
                 if b in index and np.allclose(image[b], image[a] + np.asarray(shift)):
                     if a < b:
                         bonds.append((index[a], index[b]))
                 else:
-                    xs.append((index[a], partner))
+                    xs.append((index[a], pos[b] + (image[a] + np.asarray(shift)) @ cell))
+    periodic = bool(xs)  # every X so far is a bond to the unit's own image: a rod or a sheet
     for i, j, *shift in cuts:  # each cut bond: an X at the partner atom, on both sides
         for a, b, s in ((int(i), int(j), np.asarray(shift)), (int(j), int(i), -np.asarray(shift))):
             if a in index:
@@ -226,8 +224,6 @@ def _unit(gf, comp: list[int], image: dict[int, np.ndarray], cuts, kept, offsets
                           positions=np.vstack([xyz, x_pos]) - centre,
                           connection_point_indices=tuple(range(n, n + len(xs))),
                           bonds=np.array(bonds + [(k, n + m) for m, (k, _) in enumerate(xs)], int).reshape(-1, 2))
-    periodic = any(not (b in index and np.allclose(image[b], image[a] + np.asarray(s)))
-                   for a in comp for b in kept.get(a, ()) for s in offsets.get((a, b), [(0, 0, 0)]))
     return block, xyz, periodic
 
 
@@ -262,9 +258,7 @@ def _refine(p: np.ndarray, q_all: np.ndarray, order: np.ndarray, symbols: list[s
 
     symbols = np.array(symbols)
     for _ in range(REFINE_PASSES):
-        q = q_all[order]
-        rotation = orthogonal_fit(p - p.mean(axis=0), q - q.mean(axis=0))
-        placed = (p - p.mean(axis=0)) @ rotation.T + q.mean(axis=0)
+        rotation, placed = _kabsch(p, q_all[order])
         new = order.copy()
         for el in np.unique(symbols):
             rows = np.flatnonzero(symbols == el)
@@ -275,10 +269,14 @@ def _refine(p: np.ndarray, q_all: np.ndarray, order: np.ndarray, symbols: list[s
         if np.array_equal(new, order):
             break
         order = new
-    q = q_all[order]
+    rotation, placed = _kabsch(p, q_all[order])
+    return order, rotation, float(np.sqrt(((placed - q_all[order]) ** 2).sum(axis=1).mean()))
+
+
+def _kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The orthogonal matrix that best turns ``p`` onto ``q`` (centroids matched), and ``p`` so placed."""
     rotation = orthogonal_fit(p - p.mean(axis=0), q - q.mean(axis=0))
-    placed = (p - p.mean(axis=0)) @ rotation.T + q.mean(axis=0)
-    return order, rotation, float(np.sqrt(((placed - q) ** 2).sum(axis=1).mean()))
+    return rotation, (p - p.mean(axis=0)) @ rotation.T + q.mean(axis=0)
 
 
 def topology_of(atoms) -> tuple[str | None, str | None]:

@@ -204,9 +204,9 @@ def _unit_library(out: Path, kept: list[dict[str, Any]]):
 
 
 def _decomposition_summary(imported: list[dict[str, Any]], units) -> dict[str, Any]:
-    rows = [r.get("decomposition") or {"status": "failed", "reason": "not_attempted"} for r in imported]
     from discovery.library.units import is_pormake
 
+    rows = [r.get("decomposition") or {"status": "failed", "reason": "not_attempted"} for r in imported]
     ok = [d for d in rows if d["status"] == "ok"]
     cut = [d for d in rows if d["status"] == "ok" or d.get("reason") == "reassembly"]
     unit_ids = Counter(i for d in ok for i in d["units"])

@@ -100,18 +100,18 @@ def _bonds(structure: Structure, graph: PeriodicGraph) -> _Bonds:
 
 
 def _short_contacts(structure: Structure, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs closer than ``cutoff``, coincident distinct atoms included (the bond graph drops d ~ 0)."""
+    """Pairs closer than ``cutoff``, coincident distinct atoms included (for contacts beyond the bond rule)."""
     src, dst, image, dist = structure.get_neighbor_list(cutoff, exclude_self=False)
     distinct = (src != dst) | np.any(image != 0, axis=1)
     return src[distinct], dst[distinct], dist[distinct]
 
 
-def has_atomic_overlaps(structure: Structure, symbols: list[str]) -> bool:
+def has_atomic_overlaps(graph: PeriodicGraph, symbols: list[str]) -> bool:
     """MOFChecker: a pair closer than the smaller of the two covalent radii (min(r_i, r_j), molSimplify's
-    rule). Radii: Cordero via ASE (MOFChecker's table is Cordero too, but with Zr at 1.50 A, not 1.75)."""
+    rule). Radii: Cordero via ASE (MOFChecker's table is Cordero too, but with Zr at 1.50 A, not 1.75). Every
+    such pair is in the bond graph (its limit, 1.25 (r_i + r_j), is longer), atoms at one place included."""
     radii = np.array([covalent_radius(s) for s in symbols])
-    src, dst, dist = _short_contacts(structure, float(radii.max()))
-    return bool(np.any(dist < np.minimum(radii[src], radii[dst])))
+    return bool(np.any(graph.distance < np.minimum(radii[graph.src], radii[graph.dst])))
 
 
 def has_overcoordinated_h(structure: Structure, symbols: list[str]) -> bool:
@@ -312,7 +312,7 @@ def mofchecker_report(structure: Structure, charges: np.ndarray | None = None,
         "has_carbon": "C" in present,
         "has_hydrogen": "H" in present,
         "has_metal": any(is_metal(s) for s in present),
-        "has_atomic_overlaps": has_atomic_overlaps(structure, symbols),
+        "has_atomic_overlaps": has_atomic_overlaps(graph, symbols),
         "has_overcoordinated_c": has_overcoordinated(b, "C", frozenset({"B"})),
         "has_overcoordinated_n": has_overcoordinated(b, "N"),
         "has_overcoordinated_h": has_overcoordinated_h(structure, symbols),

@@ -9,7 +9,8 @@ block's index, with periodic edges to each bead's ``max_neighbors`` nearest bead
 
 Blocks beyond pormake's: a real MOF's units that pormake lacks (``discovery.library.decompose``) travel with
 its record (``MOF.units``) and get indices after pormake's, in this process, the first time a graph names
-them. Their ids come from their bond graphs, so one id is one block wherever it was cut; an index is never
+them. Their ids come from their bond graphs, so an id names one molecular graph wherever it was cut (a
+conformer ``ID~k`` may differ in bond lengths between records: the first one seen is used); an index is never
 stored, only used to share a block's vector within a batch and a process.
 
 Why two scales rather than all atoms: an atom graph of a 260-atom MOF has ~3,000 edges, and an ensemble
