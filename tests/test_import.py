@@ -47,3 +47,20 @@ def test_core_mof_sample_is_seeded_and_unpacked(tmp_path):
     assert path.name == f"{first[0]}.cif" and "_cell_length_a" in path.read_text()
     with pytest.raises(Exception, match="unknown CoRE MOF subset"):
         core_mof_names("2020")
+
+
+def test_refused_structures_are_cut_only_on_request(tmp_path, irmof1):
+    # a lone O in the pore: readable, refused by the checks (isolated); cutting it measures decomposition
+    s = irmof1.structure.copy()
+    s.append("O", s.lattice.get_cartesian_coords([0.5, 0.5, 0.5]), coords_are_cartesian=True)
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    CifWriter(s).write_file(cifs / "lone.cif")
+    paths = [cifs / "lone.cif"]
+    fast = import_structures(paths, tmp_path / "fast", "mine", workers=1, progress=False)
+    assert fast["valid"] == 0 and "decomposition_of_all_read" not in fast
+    (row,) = [json.loads(line) for line in (tmp_path / "fast" / "results.jsonl").read_text().splitlines()]
+    assert "decomposition" not in row
+    full = import_structures(paths, tmp_path / "full", "mine", workers=1, progress=False, decompose_refused=True)
+    assert full["decomposition_of_all_read"]["n"] == 1
+    assert full["decomposition_of_all_read"]["topologies"] == {"pcu": 1}  # the lone O left as a guest

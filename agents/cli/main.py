@@ -164,7 +164,7 @@ def cmd_dataset_import(args: argparse.Namespace) -> int:
             raise DiscoveryError(f"{folder} has no *.cif files")
         source = str(folder)
     summary = import_structures(paths, out, source, workers=args.workers, timeout_s=args.timeout,
-                                progress=not args.quiet)
+                                progress=not args.quiet, decompose_refused=args.decompose_refused)
     _print(summary, args.json, lambda s: _summary_text(args.out, s))
     return 0
 
@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=non_negative_int, default=0, help="of the CoRE MOF sample")
     sp.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     sp.add_argument("--timeout", type=positive_float, default=300.0, help="seconds per structure")
+    sp.add_argument("--decompose-refused", action="store_true",
+                    help="also cut the structures the checks refuse (to measure decomposition; slower)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     add(ds, "summary", cmd_dataset_summary, "summarise a dataset directory").add_argument("dir")
     sp = add(ds, "label", cmd_dataset_label,

@@ -18,7 +18,7 @@ def benchmark_decompose(n: int = 200, seed: int = 0, subset: str = "2019-ASR", w
         names = core_mof_names(subset, n, seed)
         paths = unpack_core_mof(subset, names, folder / "source")
         summary = import_structures(paths, folder, f"core-mof:{subset}", workers=workers, timeout_s=timeout_s,
-                                    progress=progress)
+                                    progress=progress, decompose_refused=True)
     dec, read = summary["decomposition"], summary["decomposition_of_all_read"]
     return {"subset": subset, "seed": seed, "attempted": summary["attempted"], "imported": summary["valid"],
             "imported_fraction": summary["valid_fraction"], "import_failures": summary["failures"],
