@@ -12,7 +12,26 @@ from typing import Any
 from discovery.errors import DiscoveryError
 
 TABLE_FORMAT = 1
-POOL_TABLE = Path(__file__).resolve().parent / "data" / "pool_henry_none_v1.jsonl.gz"
+_DATA = Path(__file__).resolve().parent / "data"
+POOL_TABLE = _DATA / "pool_henry_none_v1.jsonl.gz"  # the design space (the default everywhere)
+CORE_POOL_TABLE = _DATA / "pool_core_henry_none_v1.jsonl.gz"  # real MOFs: CoRE MOF 2019-ASR
+POOLS = {"design": POOL_TABLE, "core": CORE_POOL_TABLE}
+
+
+def pool_tables(names: str) -> list[Path]:
+    """The committed tables of comma-separated pool names (``design``, ``core``, ``design,core``)."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in POOLS]
+    if unknown or not wanted:
+        raise DiscoveryError(f"unknown pool {names!r}; choose from {', '.join(POOLS)} (comma-separated for several)")
+    return [POOLS[n] for n in dict.fromkeys(wanted)]
+
+
+def resolve_table(spec: str | Path | None) -> Path:
+    """A pool table by committed name (``design``, ``core``) or path; None: the design-space table."""
+    if spec is None:
+        return POOL_TABLE
+    return POOLS.get(str(spec), Path(spec))
 
 
 def read_table(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

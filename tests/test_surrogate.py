@@ -50,6 +50,18 @@ def test_bad_graph_inputs_are_named(irmof1):
         cg_graph(bogus, GEOMETRY, "x")
 
 
+def test_a_bead_far_from_the_others_keeps_no_edge_but_is_read():
+    # a large unit in a large cell (real MOFs): no neighbour within the cutoff, so no edge rather than
+    # an edge the filters were never shaped for; the bead still counts through its block and the readout
+    far = CGView(np.eye(3) * 40.0, (Bead("N16", "node", np.zeros(3)), Bead("E14", "edge", np.full(3, 0.5))))
+    g = cg_graph(far, GEOMETRY, "far")
+    assert g.num_nodes == 2 and g.edge_index.shape == (2, 0)
+    net = CrystalGNN(NetConfig(hidden=16, filters=16, gaussians=8)).eval()
+    from torch_geometric.data import Batch
+
+    assert torch.isfinite(net(Batch.from_data_list([g]))).all()
+
+
 def synthetic_graphs(irmof1, n=40, seed=0):
     """The IRMOF-1 CG graph with varied descriptors; the target is a smooth function of them."""
     rng = np.random.default_rng(seed)
@@ -126,6 +138,29 @@ def test_pool_table_skips_unlabelled_mofs(irmof1, tmp_path):
     assert read_table(path)[0]["n"] == 2
     with pytest.raises(DiscoveryError, match="unknown targets"):
         load_pool(path, targets=("log10_kh_h2o",))
+
+
+def test_pools_merge_by_name_or_path(irmof1, tmp_path, capsys):
+    from agents.cli.main import main
+    from discovery.pool import POOLS, pool_tables
+
+    assert pool_tables("core") == [POOLS["core"]] and pool_tables("design, core") == [POOLS["design"], POOLS["core"]]
+    with pytest.raises(DiscoveryError, match="unknown pool 'hypo'"):
+        pool_tables("hypo")
+    paths = []
+    for name, ids in (("a", ["x", "y"]), ("b", ["z"])):
+        rows = [{"id": i, "cg": irmof1.cg.to_dict(), "descriptors": GEOMETRY,
+                 "labels": {"log10_kh_co2": -4.0, "log10_kh_n2": -5.0}} for i in ids]
+        paths.append(tmp_path / f"{name}.jsonl.gz")
+        with gzip.open(paths[-1], "wt") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in [{"format": 1, "labels_sha256": name * 64, "n": 1}, *rows])
+    pool = load_pool(paths)
+    assert pool.ids == ["x", "y", "z"] and pool.y.shape == (3, 2)
+    assert pool.data_version == "labels-" + "a" * 12 + "+labels-" + "b" * 12
+    with pytest.raises(DiscoveryError, match="share MOF ids"):
+        load_pool([paths[0], paths[0]])
+    assert main(["benchmark", "surrogate", "--pool", "design", "--data", str(paths[0])]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_train_and_predict_from_the_command_line(irmof1, tmp_path, capsys):

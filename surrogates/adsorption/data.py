@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -118,19 +119,24 @@ def export_table(dataset: str | Path, out: str | Path, charges: str = "none") ->
 
 
 # ---- graphs and targets ----------------------------------------------------------------------------
-def load_pool(source: str | Path | None = None, charges: str = "none", targets: Sequence[str] = DEFAULT_TARGETS,
-              settings: GraphSettings | None = None, limit: int | None = None,
-              progress: bool = False) -> LabelledPool:
-    """Every MOF of ``source`` (a labelled dataset directory or a pool table; default: the committed table)
-    whose targets are all labelled; the others are listed in ``skipped`` with the reason."""
+def load_pool(source: str | Path | Sequence[str | Path] | None = None, charges: str = "none",
+              targets: Sequence[str] = DEFAULT_TARGETS, settings: GraphSettings | None = None,
+              limit: int | None = None, progress: bool = False) -> LabelledPool:
+    """Every MOF of ``source`` (a labelled dataset directory or a pool table, or a list of them, e.g. both
+    committed pools; default: the design-space table) whose targets are all labelled; the others are listed
+    in ``skipped`` with the reason."""
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise DiscoveryError(f"unknown targets {unknown}; available: {', '.join(TARGETS)}")
+    if isinstance(source, (list, tuple)):
+        return _merged([load_pool(s, charges, targets, settings, limit, progress) for s in source])
     source = Path(source) if source is not None else POOL_TABLE
     if source.is_dir():
         rows = list(table_rows(source, charges))
         version = "labels-" + hashlib.sha256(labels_file(source, charges).read_bytes()).hexdigest()[:12]
     else:
+        if not source.exists():
+            raise DiscoveryError(f"{source}: no such pool table or dataset directory")
         header, rows = read_table(source)
         version = "labels-" + header["labels_sha256"][:12]
     pool = LabelledPool([], [], np.zeros((0, len(targets))), tuple(targets), version)
@@ -151,3 +157,14 @@ def load_pool(source: str | Path | None = None, charges: str = "none", targets: 
         values.append([row["labels"][t] for t in targets])
     pool.y = np.array(values, dtype=float).reshape(-1, len(targets))
     return pool
+
+
+def _merged(pools: list[LabelledPool]) -> LabelledPool:
+    """One pool of several (their ids must not clash: a MOF labelled twice would be counted twice)."""
+    ids = [i for p in pools for i in p.ids]
+    clash = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if clash:
+        raise DiscoveryError(f"the pools share MOF ids {clash[:3]}: merge them into one table instead")
+    return LabelledPool(ids, [g for p in pools for g in p.graphs], np.concatenate([p.y for p in pools]),
+                        pools[0].targets, "+".join(p.data_version for p in pools),
+                        {k: v for p in pools for k, v in p.skipped.items()})

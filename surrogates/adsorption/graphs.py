@@ -49,7 +49,7 @@ ROLES = {"node": 0, "edge": 1}
 
 
 class GraphError(DiscoveryError):
-    """A structure that cannot be turned into a graph (no CG view, isolated bead, bad descriptors)."""
+    """A structure that cannot be turned into a graph (no CG view, unknown blocks, bad descriptors)."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,10 @@ def cg_graph(cg: CGView | None, descriptors: Mapping[str, Any], name: str = "str
     if unknown:
         raise GraphError(f"{name}: building blocks {unknown} are neither pormake's nor among the record's units")
     frac = np.array([b.frac_coords for b in cg.beads], dtype=float)
+    # a bead with no neighbour within the cutoff (a large unit in a large cell of a real MOF) keeps no edge:
+    # it is still read through its block's embedding and the pooled readout. An edge beyond the cutoff
+    # would be worse, since the filters are only shaped out to it.
     edge_index, dist = neighbor_edges(cg.lattice, frac, s.cutoff, s.max_neighbors)
-    isolated = np.setdiff1d(np.arange(len(frac)), edge_index[1])
-    if len(isolated):
-        raise GraphError(f"{name}: {len(isolated)} beads have no neighbour within {s.cutoff} A")
     return Data(bead_bb=torch.tensor([index[b.bb_id] for b in cg.beads]),
                 role=torch.tensor([ROLES[b.role] for b in cg.beads]),
                 edge_index=torch.from_numpy(edge_index), edge_dist=torch.from_numpy(dist).float(),

@@ -24,13 +24,24 @@ def train_surrogate(source: str | Path | None, out: str | Path, config: Ensemble
     config = config or EnsembleConfig()
     pool = load_pool(source, charges=charges, targets=config.targets, settings=config.graph, progress=progress)
     model = DeepEnsemble.fit(pool.graphs, pool.y, config, progress=progress)
-    provenance = {"data_version": pool.data_version, "source": str(source or "committed pool table"),
+    provenance = {"data_version": pool.data_version, "source": _source_name(source),
                   "charges": charges, "n_labelled": len(pool), "n_skipped": len(pool.skipped)}
     model.save(out, extra=provenance)
     write_fingerprint(out, fingerprint(model))
     return {"model": str(out), **provenance, "n_train": model.info["n_train"], "n_val": model.info["n_val"],
             "train_s": round(model.info["train_s"], 1), "calibration_scale": model.scale.tolist(),
             "targets": list(config.targets)}
+
+
+def _source_name(source) -> str:
+    """What a model was trained on, without this machine's paths for the committed tables."""
+    from discovery.pool import POOLS
+
+    if source is None:
+        return "committed pool table"
+    names = {p.resolve(): f"committed {n} pool table" for n, p in POOLS.items()}
+    parts = source if isinstance(source, (list, tuple)) else [source]
+    return " + ".join(names.get(Path(p).resolve(), str(p)) for p in parts)
 
 
 def structure_descriptors(path: Path, mof) -> dict[str, Any]:
@@ -56,9 +67,12 @@ def _dataset_geometry(dataset: str) -> dict[str, dict[str, Any]]:
 
 
 def fingerprint(model: DeepEnsemble) -> dict[str, Any]:
-    """The calibrated predictions on the committed pool table's first 8 MOFs: recorded when a model is
-    trained (``fingerprint.json``), recomputed by the shipped-model test."""
-    pool = load_pool(None, targets=model.config.targets, settings=model.config.graph, limit=8)
+    """The calibrated predictions on the first 8 MOFs of each committed pool table (design space, real):
+    recorded when a model is trained (``fingerprint.json``), recomputed by the shipped-model test."""
+    from discovery.pool import POOLS
+
+    tables = [t for t in POOLS.values() if t.exists()]
+    pool = load_pool(tables, targets=model.config.targets, settings=model.config.graph, limit=8)
     pred = model.predict(pool.graphs)
     return {"ids": pool.ids, "mean": np.round(pred.mean, 6).tolist(), "std": np.round(pred.std, 6).tolist()}
 
