@@ -40,7 +40,7 @@ class ProposerConfig:
     candidates_per_round: int = bounded(48, 1)  # new candidates prepared before each selection
     mutation_fraction: float = bounded(0.5, 0.0, 1.0)  # designspace/table: mutations of the best MOFs so far
     parents: int = bounded(16, 1)  # the best results so far (by the campaign's objectives) handed to the generator
-    table: str | None = None  # kind "table": a pool table (None: the committed one)
+    table: str | None = None  # kind "table": a pool table's path or committed name (design, core; None: design)
     dataset: str | None = None  # kind "dataset": a directory of `discovery dataset import` (or `build`)
     # kind "diffusion": a trained generator's directory (`discovery train generator`); "default": the one
     # the package ships (discovery/data/models/README.md)

@@ -81,3 +81,21 @@ def test_a_missing_or_empty_dataset_is_named(tmp_path):
     with pytest.raises(DiscoveryError, match="not a dataset directory"):
         Campaign.from_config({"proposer": {"kind": "dataset", "dataset": str(tmp_path / "none")},
                               "tracking": {"mlflow": False}}, run_dir=tmp_path / "b")
+
+
+def test_a_table_of_real_mofs_proposes_neighbours_by_net_and_unit(dataset):
+    from discovery.campaign.generators import TableGenerator
+    from discovery.library.candidates import compact_cg
+
+    rows = {}
+    for mof_id in ("irmof1", "f1", "f2"):
+        mof = MOF.from_json(dataset / "structures" / f"{mof_id}.json")
+        rows[mof_id] = {"id": mof_id, "cg": compact_cg(mof.cg), "units": mof.units, "descriptors": {}}
+    rows["other"] = {**rows["f2"], "id": "other", "cg": {**rows["f2"]["cg"], "topology": "dia"}}
+    gen = TableGenerator(rows, mutation_fraction=1.0)
+    context = ProposalContext(round=1, seed=0, exclude=frozenset(), parents=("irmof1",))
+    (near,) = gen.propose(1, context)
+    assert near["mutation"] == "table-neighbour" and near["id"] in {"f1", "f2"}  # pcu and the Zn4O node
+    assert near["units"] == rows[near["id"]]["units"]  # the blocks beyond pormake's travel with it
+    lonely = ProposalContext(round=1, seed=0, exclude=frozenset({"irmof1", "f1", "f2"}), parents=("f2",))
+    assert [c["origin"] for c in gen.propose(1, lonely)] == ["table"]  # another net is not a neighbour

@@ -26,7 +26,9 @@ class TableGenerator(Generator):
 
     def __init__(self, rows: Mapping[str, Mapping[str, Any]], mutation_fraction: float = 0.5) -> None:
         self.rows = rows
-        self.proposer = TableProposer(list(rows), mutation_fraction)
+        real = {i: ((r["cg"].get("topology") or ""), frozenset(b["bb_id"] for b in r["cg"]["beads"]))
+                for i, r in rows.items() if "+" not in i}  # real MOFs: ids without a recipe
+        self.proposer = TableProposer(list(rows), mutation_fraction, units=real)
 
     def propose(self, n: int, context: ProposalContext) -> list[dict[str, Any]]:
         rng = np.random.default_rng([context.seed, context.round])

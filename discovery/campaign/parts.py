@@ -117,9 +117,9 @@ def load_table(config: CampaignConfig) -> dict[str, dict[str, Any]] | None:
     """The pool table of a ``proposer.kind: table`` campaign, by id (rows with a CG view), else None."""
     if config.proposer.kind != "table":
         return None
-    from discovery.pool import POOL_TABLE, read_table
+    from discovery.pool import read_table, resolve_table
 
-    _, rows = read_table(config.proposer.table or POOL_TABLE)
+    _, rows = read_table(resolve_table(config.proposer.table))
     return {r["id"]: r for r in rows if r.get("cg")}
 
 

@@ -112,4 +112,5 @@ def table_candidate(row: dict[str, Any], origin: str = "table") -> dict[str, Any
     if not row.get("cg"):
         raise DiscoveryError(f"pool-table row {row.get('id')!r} has no CG view")
     return {"id": row["id"], "recipe": row["id"], "origin": origin, "parent": None, "mutation": None,
-            "status": "valid", "cg": row["cg"], "descriptors": row["descriptors"]}
+            "status": "valid", "cg": row["cg"], "descriptors": row["descriptors"],
+            **({"units": row["units"]} if row.get("units") else {})}  # a real MOF's blocks beyond pormake's

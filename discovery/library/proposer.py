@@ -10,7 +10,7 @@ and checked once per call, so a parent without valid new neighbours is simply dr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -168,15 +168,28 @@ class DesignSpaceProposer:
 class TableProposer:
     """Proposes rows of a fixed pool (a pool table): random unseen rows, plus rows one building block or
     net away from the parents (the table's version of a mutation). For benchmark campaigns, where the
-    oracle looks the labels up in the same table."""
+    oracle looks the labels up in the same table.
+
+    Real MOFs have no recipe in their id: ``units`` gives each its net and building units, and a row is then
+    near a parent when it has the same (named) net and shares a unit with it."""
 
     name = "table"
 
-    def __init__(self, ids: Sequence[str], mutation_fraction: float = 0.5) -> None:
+    def __init__(self, ids: Sequence[str], mutation_fraction: float = 0.5,
+                 units: Mapping[str, tuple[str, frozenset[str]]] | None = None) -> None:
         if not 0.0 <= mutation_fraction <= 1.0:
             raise DiscoveryError(f"mutation_fraction must be in [0, 1], got {mutation_fraction}")
         self.ids, self.mutation_fraction = list(ids), mutation_fraction
         self._parts = {i: _parts(i) for i in self.ids}
+        self._units = dict(units or {})
+
+    def _near(self, row: str, parent: str) -> bool:
+        if row in self._units and parent in self._units:
+            (net, units), (parent_net, parent_units) = self._units[row], self._units[parent]
+            return bool(net) and net == parent_net and bool(units & parent_units)
+        if "+" not in row or "+" not in parent:  # a recipe is needed to be one block apart
+            return False
+        return _one_apart(self._parts[row], _parts(parent))
 
     def propose(self, n: int, rng: np.random.Generator, exclude: Collection[str] = (),
                 parents: Sequence[str] = ()) -> list[Proposal]:
@@ -187,7 +200,7 @@ class TableProposer:
         for parent in parents:
             if len(out) >= round(self.mutation_fraction * n):
                 break
-            near = [i for i in self.ids if i not in used and _one_apart(self._parts[i], _parts(parent))]
+            near = [i for i in self.ids if i not in used and self._near(i, parent)]
             if near:
                 pick = near[int(rng.integers(len(near)))]
                 used.add(pick)
