@@ -16,6 +16,7 @@ from discovery.generator.pipeline import (
     load_generator,
     sample_metrics,
     train_generator,
+    trained_on,
 )
 from discovery.generator.train import training_rows
 from discovery.targets import KH_CO2
@@ -36,6 +37,8 @@ def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: i
     table."""
     if str(model) != DEFAULT_MODEL and not (Path(model) / "model.json").exists():
         train_generator(source, model, progress=progress)
+    if source is None:  # what the model was trained on (committed pools), else the design-space table
+        source = trained_on(model)
     training = training_rows(source)  # read once: the generator's parents and every novelty count use it
     generator = load_generator(model, seed=seed, rows=training)
     rows = [r for r in training if KH_CO2 in (r.get("labels") or {})]

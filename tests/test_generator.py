@@ -241,6 +241,14 @@ def test_cli_trains_generates_and_reports(tmp_path):
     assert metrics["n_sampled"] == 2 and 0 <= metrics["validity"] <= 1 and not math.isnan(metrics["cpu_s"])
     assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 2
     assert main(["generate", "--n", "1", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    # what it was trained on is named, so that its parents and novelty come from the same committed pools
+    from discovery.generator.pipeline import source_label, trained_on
+    from discovery.pool import POOLS
+
+    assert json.loads((model / "model.json").read_text())["meta"]["source"] == "pools:design"
+    assert trained_on(model) == [POOLS["design"]]
+    assert source_label([POOLS["design"], POOLS["core"]]) == "pools:design,core"
+    assert source_label(tmp_path / "mine.jsonl.gz").endswith("mine.jsonl.gz")
 
 
 def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_path):
@@ -287,3 +295,45 @@ def test_benchmark_prints_the_issue_keys(tmp_path, capsys):
     for key in ("validity", "uniqueness", "novelty", "valid_per_cpu_s", "retrain_lift"):
         assert key in result
     assert 0 <= result["validity"] <= 1 and result["n_sampled"] == 4
+
+
+@pytest.fixture(scope="module")
+def real_row(irmof1):
+    """A real-MOF row as the core pool table holds it: IRMOF-1 with one H made F, cut into units (pormake's
+    Zn4O node and linker, and the fluorinated linker, which pormake does not have)."""
+    from discovery.library.candidates import compact_cg
+    from discovery.library.decompose import decompose, decomposed_mof
+    from discovery.structures.mof import MOF
+
+    s = irmof1.structure.copy()
+    s.replace(next(i for i, site in enumerate(s) if site.specie.symbol == "H"), "F")
+    mof = decomposed_mof(MOF(id="f1", structure=s), decompose(s, "f1", topology=False))
+    return {"id": "f1", "cg": compact_cg(mof.cg), "units": mof.units, "labels": {"log10_kh_co2": -4.0}}
+
+
+def test_real_mofs_train_and_parent_the_generator(generator, real_row, tmp_path):
+    from discovery.generator.generator import CGSample, prepare_sample
+    from discovery.generator.train import row_units
+
+    units = row_units([real_row])
+    (uid,) = [u.id for u in units]
+    pormake = [units.get(i) for i in ("N16", "E14") if i not in generator.embedding]  # the fixture's are few
+    base = generator.embedding.extended(pormake)
+    emb = base.extended(units)
+    n = len(base)
+    assert emb.ids[:n] == base.ids and np.allclose(emb.vectors[:n], base.vectors)
+    assert uid in emb and np.linalg.norm(emb.vector(uid)) == pytest.approx(math.sqrt(emb.dim), rel=1e-4)
+    (example,), skipped = examples_from_rows([real_row], emb.vector)
+    assert not skipped and examples_from_rows([real_row], base.vector)[1]  # the unit is what makes it count
+    real = DiffusionGenerator(generator.model, emb, units=units)
+    # the parent's own CG view assembles from the unit's atoms, and the candidate carries the unit
+    bb_ids = tuple(b["bb_id"] for b in real_row["cg"]["beads"])
+    sample = CGSample("s1", example.lattice, example.frac, bb_ids, np.zeros(len(bb_ids)), -4.0, 1, "f1")
+    (record,) = real.prepare([sample])
+    assert record["status"] == "valid" and list(record["units"]) == [uid], record.get("message")
+    assert prepare_sample(sample, describe_probe=False)["reason"] == "UnknownBuildingBlockError"  # no units
+    real.save(tmp_path / "g")
+    again = DiffusionGenerator.load(tmp_path / "g")
+    assert uid in again.units and uid in again.embedding
+    edits = again.sample(3, seed=0, parents=[example], strength=0.1, block_strength=0.05)
+    assert all(set(s.bb_ids) <= set(emb.ids) and s.parent == "f1" for s in edits)

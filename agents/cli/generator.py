@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Callable
 
-from agents.cli.types import non_negative_int, positive_float, positive_int
+from agents.cli.types import POOL_HELP, data_source, non_negative_int, positive_float, positive_int
 from discovery.config import ProposerConfig
 
 PROPOSER = ProposerConfig()  # defaults shared with the campaign config
@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from discovery.generator.pipeline import train_generator
 
     settings = ModelSettings(hidden=args.hidden, layers=args.layers, steps=args.diffusion_steps)
-    summary = train_generator(args.data, args.out, steps=args.steps, embedding_epochs=args.embedding_epochs,
+    summary = train_generator(data_source(args), args.out, steps=args.steps, embedding_epochs=args.embedding_epochs,
                               seed=args.seed, settings=settings, progress=not args.json)
     print(json.dumps(summary, indent=None if args.json else 1))
     return 0
@@ -27,10 +27,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from discovery.generator.metrics import generation_metrics
-    from discovery.generator.pipeline import generate, load_generator, write_generated
+    from discovery.generator.pipeline import generate, load_generator, trained_on, write_generated
     from discovery.generator.train import training_rows
 
-    training = training_rows(args.data)  # the generator's parents, and what novelty is measured against
+    # the generator's parents, and what novelty is measured against: by default what it was trained on
+    training = training_rows(data_source(args) or trained_on(args.model))
     generator = load_generator(args.model, seed=args.seed, rows=training)
     high = args.condition == "high_co2"
     parents = (generator.elite if high else generator.replay) if args.mode == "edit" else ()
@@ -55,7 +56,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from surrogates.generator_benchmark import benchmark_generator
 
-    result = benchmark_generator(args.model, n=args.n, seed=args.seed, source=args.data, strength=args.strength,
+    result = benchmark_generator(args.model, n=args.n, seed=args.seed, source=data_source(args), strength=args.strength,
                                  block_strength=args.block_strength, guidance=args.guidance, progress=not args.json)
     print(json.dumps(result, indent=None if args.json else 1))
     return 0
@@ -72,6 +73,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     """Add the generator commands: ``train generator``, ``generate``, ``benchmark generator``."""
     sp = add(train, "generator", cmd_train, "train the MOF diffusion generator (BB embeddings + CG diffusion)")
     sp.add_argument("--data", help=DATA_HELP)
+    sp.add_argument("--pool", help=POOL_HELP)
     sp.add_argument("--out", default="models/generator", help="model directory")
     sp.add_argument("--steps", type=positive_int, default=PROPOSER.train_steps,
                     help="training steps (batches of 32 MOFs)")
@@ -94,6 +96,7 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     _edit_arguments(sp)
     sp.add_argument("--steer", type=positive_int, default=4, help="denovo with high_co2: latents drawn per sample")
     sp.add_argument("--data", help=DATA_HELP + "; novelty is measured against it")
+    sp.add_argument("--pool", help=POOL_HELP + "; default: what the model was trained on")
     sp.add_argument("--seed", type=non_negative_int, default=0)
 
     sp = add(benchmarks, "generator", cmd_benchmark,
@@ -105,4 +108,5 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--guidance", type=positive_float, default=PROPOSER.guidance,
                     help="after fine-tuning: amplify what it changed in the building blocks by this factor")
     sp.add_argument("--data", help=DATA_HELP)
+    sp.add_argument("--pool", help=POOL_HELP)
     sp.add_argument("--seed", type=non_negative_int, default=0)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from agents.cli.types import non_negative_int, positive_int
+from agents.cli.types import POOL_HELP, data_source, non_negative_int, positive_int
 from discovery.errors import DiscoveryError
 from discovery.targets import KH_CO2
 
@@ -33,22 +33,10 @@ def _config(args: argparse.Namespace):
     return EnsembleConfig.from_dict(values)
 
 
-def _source(args: argparse.Namespace):
-    """``--data`` (a dataset directory or table) or ``--pool`` (committed tables by name), else None: the
-    design-space table."""
-    if getattr(args, "pool", None):
-        if args.data:
-            raise DiscoveryError("give --data or --pool, not both")
-        from discovery.pool import pool_tables
-
-        return pool_tables(args.pool)
-    return args.data
-
-
 def cmd_train_surrogate(args: argparse.Namespace) -> int:
     from surrogates.adsorption.train import train_surrogate
 
-    summary = train_surrogate(_source(args), args.out, _config(args), charges=args.charges, progress=not args.json)
+    summary = train_surrogate(data_source(args), args.out, _config(args), charges=args.charges, progress=not args.json)
     _print(summary, args.json, lambda s: "\n".join(f"{k}: {v}" for k, v in s.items()))
     return 0
 
@@ -81,7 +69,7 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
 def cmd_benchmark_surrogate(args: argparse.Namespace) -> int:
     from surrogates.adsorption.benchmarks import benchmark_surrogate
 
-    result = benchmark_surrogate(_source(args), n_train=args.n_train, config=_config(args), progress=not args.json,
+    result = benchmark_surrogate(data_source(args), n_train=args.n_train, config=_config(args), progress=not args.json,
                                  surrogate=args.surrogate)
     _print(result, True, str)
     return 0
@@ -90,7 +78,7 @@ def cmd_benchmark_surrogate(args: argparse.Namespace) -> int:
 def cmd_benchmark_acquisition(args: argparse.Namespace) -> int:
     from surrogates.adsorption.benchmarks import benchmark_acquisition
 
-    result = benchmark_acquisition(_source(args), seeds=args.seeds, q=args.q, n_init=args.n_init, plot=args.plot,
+    result = benchmark_acquisition(data_source(args), seeds=args.seeds, q=args.q, n_init=args.n_init, plot=args.plot,
                                    progress=not args.json, workers=args.workers, surrogate=args.surrogate)
     _print(result, True, str)
     return 0
@@ -100,12 +88,10 @@ def register(sub, datasets, benchmarks, add: Callable):
     """Add the surrogate commands to the ``discovery`` parser (its subparsers, and those of ``dataset`` and
     ``benchmark``); returns the ``train`` subparsers, for the other learned models."""
     data_help = "a labelled dataset directory or a pool table (default: the committed design-space table)"
-    pool_help = ("committed pool tables by name: design (the design space), core (CoRE MOF 2019-ASR), or "
-                 "design,core (both)")
     train = sub.add_parser("train", help="train learned models").add_subparsers(dest="sub", required=True)
     sp = add(train, "surrogate", cmd_train_surrogate, "train the adsorption surrogate (deep ensemble of GNNs)")
     sp.add_argument("--data", help=data_help)
-    sp.add_argument("--pool", help=pool_help)
+    sp.add_argument("--pool", help=POOL_HELP)
     sp.add_argument("--charges", default="none", help="which labels of a dataset directory (labels/CHARGES.jsonl)")
     sp.add_argument("--out", default="models/adsorption", help="model directory (weights.pt + model.json)")
     sp.add_argument("--config", help="YAML with EnsembleConfig fields (members, epochs, net: {...}, ...)")
@@ -127,7 +113,7 @@ def register(sub, datasets, benchmarks, add: Callable):
     sp = add(benchmarks, "surrogate", cmd_benchmark_surrogate,
              "held-out accuracy, calibration, training time and scoring rate of the surrogate")
     sp.add_argument("--data", help=data_help)
-    sp.add_argument("--pool", help=pool_help)
+    sp.add_argument("--pool", help=POOL_HELP)
     sp.add_argument("--n-train", type=int, default=1000)
     sp.add_argument("--surrogate", choices=["ensemble", "gp"], default="ensemble",
                     help="gp: a GPyTorch GP on the ensemble's representation and the descriptors")
@@ -138,7 +124,7 @@ def register(sub, datasets, benchmarks, add: Callable):
     sp = add(benchmarks, "acquisition", cmd_benchmark_acquisition,
              "BoTorch vs greedy vs random campaigns on the labelled pool (lookup oracle)")
     sp.add_argument("--data", help=data_help)
-    sp.add_argument("--pool", help=pool_help)
+    sp.add_argument("--pool", help=POOL_HELP)
     sp.add_argument("--seeds", type=int, default=5)
     sp.add_argument("--q", type=int, default=20, help="MOFs picked per round")
     sp.add_argument("--n-init", type=int, default=10, help="random MOFs before the first model")

@@ -34,3 +34,21 @@ def positive_int_list(text: str) -> list[int]:
         return [positive_int(part) for part in text.split(",")]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers >= 1") from None
+
+
+def data_source(args: argparse.Namespace):
+    """``--data`` (a dataset directory or table) or ``--pool`` (committed tables by name: a list of paths),
+    else None (the command's default)."""
+    if getattr(args, "pool", None):
+        if getattr(args, "data", None):
+            from discovery.errors import DiscoveryError
+
+            raise DiscoveryError("give --data or --pool, not both")
+        from discovery.pool import pool_tables
+
+        return pool_tables(args.pool)
+    return getattr(args, "data", None)
+
+
+POOL_HELP = ("committed pool tables by name: design (the design space), core (CoRE MOF 2019-ASR), or design,core "
+             "(both)")

@@ -173,6 +173,19 @@ class BBEmbedding:
         graphs = [bb_graph(bb, self.encoder.config.cutoff) for bb in bbs]
         return self._encode_graphs(graphs)
 
+    def extended(self, bbs: Iterable[BuildingBlock]) -> "BBEmbedding":
+        """This embedding with vectors for ``bbs`` it does not hold yet (units cut from real MOFs), encoded by
+        its encoder as they are: the encoder was not trained on them, it only places them among the others."""
+        new = [bb for bb in dict((bb.id, bb) for bb in bbs).values() if bb.id not in self]
+        if not new:
+            return self
+        return BBEmbedding(ids=[*self.ids, *(bb.id for bb in new)],
+                           vectors=np.concatenate([self.vectors, self.encode(new).astype(self.vectors.dtype)]),
+                           n_connection_points=np.concatenate([np.asarray(self.n_connection_points),
+                                                               [len(bb.connection_point_indices) for bb in new]]),
+                           encoder=self.encoder, train_config=self.train_config, aux_mean=self.aux_mean,
+                           aux_std=self.aux_std)
+
     def _encode_graphs(self, graphs: Sequence[Graph], rng: np.random.Generator | None = None,
                        noise: float = 0.0, mask_fraction: float = 0.0) -> np.ndarray:
         out = []

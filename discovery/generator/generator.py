@@ -33,6 +33,7 @@ from discovery.generator.model import CGDiffusion, CGExample, Guide
 from discovery.generator.train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
+UNITS_FILE = "units.json.gz"  # the blocks beyond pormake's that the embedding holds (real MOFs' units)
 DEFAULTS = ProposerConfig()  # the proposer's defaults: edit strengths, training steps
 
 
@@ -74,6 +75,7 @@ class DiffusionGenerator:
     # in the building blocks by ``guidance`` (model.Guide; 1: no guidance)
     reference: CGDiffusion | None = None
     guidance: float = DEFAULTS.guidance
+    units: Any = None  # UnitLibrary of the embedding's blocks beyond pormake's (None: pormake's only)
 
     def _snapper(self) -> Callable[[torch.Tensor], torch.Tensor]:
         table = self.model.standardise(self.embedding.vectors)  # the library, as the model sees it
@@ -87,14 +89,20 @@ class DiffusionGenerator:
     def load(cls, path: str | Path, replay: Sequence[CGExample] = ()) -> "DiffusionGenerator":
         from discovery.generator.embeddings import BBEmbedding
 
+        from discovery.library.units import UnitLibrary
+
         path = Path(path)
         model, meta = load_model(path)
-        return cls(model, BBEmbedding.load(path / EMBEDDING_FILE), int(meta.get("version", 1)), list(replay))
+        units = UnitLibrary.load(path / UNITS_FILE) if (path / UNITS_FILE).exists() else None
+        return cls(model, BBEmbedding.load(path / EMBEDDING_FILE), int(meta.get("version", 1)), list(replay),
+                   units=units)
 
     def save(self, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
         path = Path(path)
         save_model(self.model, path, {**dict(meta or {}), "version": self.version})
         self.embedding.save(path / EMBEDDING_FILE)
+        if self.units is not None and len(self.units):
+            self.units.save(path / UNITS_FILE)
         return path
 
     # ---- sampling ------------------------------------------------------------------------------------
@@ -143,7 +151,7 @@ class DiffusionGenerator:
     def prepare(self, samples: Sequence[CGSample]) -> list[dict[str, Any]]:
         """One candidate record per sample (``valid`` with ``mof_json``, ``cg``, ``descriptors``; or
         ``invalid`` with ``reason``), as the design-space proposer's candidates."""
-        return [prepare_sample(s, self.space) for s in samples]
+        return [prepare_sample(s, self.space, units=self.units) for s in samples]
 
     # ---- learning from results -----------------------------------------------------------------------
     def update(self, results: Sequence[Mapping[str, Any]], seed: int = 0,
@@ -188,10 +196,13 @@ def round_robin(n_parents: int, n: int, generator: torch.Generator | None = None
     return torch.cat([torch.randperm(n_parents, generator=generator) for _ in range(passes)])[:n].tolist()
 
 
-def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_probe: bool = True) -> dict[str, Any]:
+def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_probe: bool = True,
+                   units=None) -> dict[str, Any]:
     """Assemble a CG sample into atoms, then check and describe it (``candidates.describe``; without the
-    probe-energy descriptors when ``describe_probe`` is False: the surrogate needs them, the checks do not)."""
+    probe-energy descriptors when ``describe_probe`` is False: the surrogate needs them, the checks do not).
+    ``units``: a ``UnitLibrary`` with the blocks beyond pormake's the sample may name (real MOFs' units)."""
     from discovery.library.candidates import describe
+    from discovery.library.units import block_row, is_pormake
     from discovery.generator.cg_assembly import assemble_cg
 
     t0 = time.process_time()
@@ -199,11 +210,16 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
     record = {"id": sample.id, "recipe": sample.id, "origin": origin, "parent": sample.parent, "mutation": None,
               "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
     try:
-        result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id)
+        result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id,
+                             library=units)
     except DiscoveryError as exc:
         return {**record, "status": "invalid", "reason": type(exc).__name__, "message": str(exc)}
     if not result.ok:
         return {**record, "status": "invalid", "reason": "assembly", "message": result.message}
+    extra = sorted({b for b in sample.bb_ids if not is_pormake(b)})
+    if extra:  # the record carries the blocks pormake lacks, so that the surrogate can read it anywhere
+        result.mof.units = {b: block_row(units.get(b)) for b in extra}
+        record["units"] = result.mof.units
     out = describe(result.mof, record, space or DesignSpace(), t0, probe=describe_probe)
     return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
 

@@ -33,8 +33,11 @@ def train_generator(source: str | Path | None = None, out: str | Path = "models/
                     embedding_epochs: int = 300, seed: int = 0, settings: ModelSettings | None = None,
                     progress: bool = True) -> dict[str, Any]:
     """BB embeddings (contrastive) on the design space's building blocks, then the CG diffusion model on
-    ``source``'s CG views; both saved under ``out``. Returns a summary."""
+    ``source``'s CG views (a table or dataset, or a list of them: both committed pools); both saved under
+    ``out``. Units cut from real MOFs join the embedding through its encoder, and their atoms are saved with
+    the model (``units.json.gz``) for assembly. Returns a summary."""
     from discovery.generator.embeddings import design_space_bbs, train_embeddings
+    from discovery.generator.train import row_units
 
     threads = torch.get_num_threads()
     try:
@@ -43,17 +46,32 @@ def train_generator(source: str | Path | None = None, out: str | Path = "models/
         embedding = train_embeddings(design_space_bbs(), epochs=embedding_epochs, seed=seed, progress=progress)
         emb_cpu = time.process_time() - t0
         rows = training_rows(source)
+        units = row_units(rows)
+        embedding = embedding.extended(units)
         examples, skipped = examples_from_rows(rows, embedding.vector)
         torch.set_num_threads(TRAIN_THREADS)
         model, summary = train_model(examples, embedding.vectors, settings, steps=steps, seed=seed,
                                      progress=progress)
     finally:
         torch.set_num_threads(threads)
-    generator = DiffusionGenerator(model, embedding)
-    generator.save(out, {"source": str(source or "committed pool table"), "seed": seed, **summary})
+    generator = DiffusionGenerator(model, embedding, units=units)
+    generator.save(out, {"source": source_label(source), "seed": seed, **summary})
     write_fingerprint(out, fingerprint(generator))
-    return {**summary, "embedding_cpu_s": round(emb_cpu, 1), "n_bbs": len(embedding), "skipped": len(skipped),
-            "out": str(out)}
+    return {**summary, "embedding_cpu_s": round(emb_cpu, 1), "n_bbs": len(embedding), "n_units": len(units),
+            "skipped": len(skipped), "out": str(out)}
+
+
+def source_label(source) -> str:
+    """How a model's metadata names its training data: committed pools by name (``pools:design,core``, which
+    ``load_generator`` reads back), anything else by its path."""
+    from discovery.pool import POOLS
+
+    names = {p.resolve(): n for n, p in POOLS.items()}
+    parts = [None] if source is None else source if isinstance(source, (list, tuple)) else [source]
+    pools = [names.get(Path(p).resolve()) if p is not None else "design" for p in parts]
+    if all(pools):
+        return "pools:" + ",".join(pools)
+    return " + ".join(str(p) for p in parts)
 
 
 def fingerprint(generator: DiffusionGenerator) -> dict[str, Any]:
@@ -81,12 +99,26 @@ def load_generator(path: str | Path = DEFAULT_MODEL, source: str | Path | None =
     if not (Path(path) / "model.json").exists():
         raise DiscoveryError(f"no generator at {path}: run `discovery train generator --out {path}` first")
     generator = DiffusionGenerator.load(path)
+    if rows is None and source is None:
+        source = trained_on(path)
     examples, _ = examples_from_rows(rows if rows is not None else training_rows(source), generator.embedding.vector)
     pick = np.random.default_rng(seed).permutation(len(examples))[:REPLAY_SIZE]
     generator.replay = [examples[i] for i in pick]
     labelled = sorted((e for e in examples if np.isfinite(e.label)), key=lambda e: e.label, reverse=True)
     generator.elite = labelled[:max(1, len(labelled) // 10)]  # the training set's top decile: first parents
     return generator
+
+
+def trained_on(path: str | Path = DEFAULT_MODEL) -> list[Path] | None:
+    """The committed pool tables a saved generator was trained on (its parents and the reference for
+    novelty); None: the design-space table, or data that is not committed (give it explicitly)."""
+    from discovery.pool import pool_tables
+
+    try:
+        source = json.loads((Path(resolve_model(path, "generator")) / "model.json").read_text())["meta"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):  # no model, or a damaged one: loading it says which
+        return None
+    return pool_tables(source[len("pools:"):]) if source.startswith("pools:") else None
 
 
 def generate(generator: DiffusionGenerator, n: int, seed: int = 0, steer: int = 1, parents: Sequence = (),

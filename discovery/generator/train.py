@@ -27,12 +27,15 @@ from discovery.targets import KH_CO2
 LABEL = KH_CO2  # what the property head learns and sampling steers toward
 
 
-def training_rows(source: str | Path | None = None, charges: str = "none") -> list[dict[str, Any]]:
-    """Rows (``id``, ``cg``, ``labels``, ``descriptors`` when known) to train on: a pool table (default: the
-    committed one), or a dataset directory (every valid structure; labels from ``labels/CHARGES.jsonl``
-    when the dataset was labelled)."""
+def training_rows(source: str | Path | Sequence[str | Path] | None = None,
+                  charges: str = "none") -> list[dict[str, Any]]:
+    """Rows (``id``, ``cg``, ``labels``, ``descriptors`` when known, ``units`` of real MOFs) to train on: a
+    pool table (default: the committed design-space one), a dataset directory (every valid structure; labels
+    from ``labels/CHARGES.jsonl`` when the dataset was labelled), or a list of them."""
     from discovery.pool import POOL_TABLE, read_table
 
+    if isinstance(source, (list, tuple)):
+        return [row for one in source for row in training_rows(one, charges)]
     source = Path(source) if source is not None else POOL_TABLE
     if not source.exists():
         raise DiscoveryError(f"{source}: no such dataset directory or pool table")
@@ -62,7 +65,8 @@ def _dataset_rows(dataset: Path, charges: str) -> list[dict[str, Any]]:
     for r in tqdm(table, desc="CG views", disable=len(table) < 200, unit="MOF"):
         mof = MOF.from_json(dataset / "structures" / f"{r['id']}.json")
         rows.append({"id": r["id"], "cg": compact_cg(mof.cg), "labels": labels.get(r["id"], {}),
-                     "descriptors": {k: float(r[k]) for k in ("density_g_cm3", "pld") if r.get(k)}})
+                     "descriptors": {k: float(r[k]) for k in ("density_g_cm3", "pld") if r.get(k)},
+                     **({"units": mof.units} if mof.units else {})})
     return rows
 
 
@@ -89,6 +93,16 @@ def examples_from_rows(rows: Iterable[Mapping[str, Any]], vector: Callable[[str]
                              np.array([b["frac_coords"] for b in cg["beads"]], float), emb,
                              float(y) if y is not None and math.isfinite(y) else math.nan))
     return out, skipped
+
+
+def row_units(rows: Iterable[Mapping[str, Any]]):
+    """The blocks beyond pormake's that the rows' CG views name (real MOFs' units), as a ``UnitLibrary``."""
+    from discovery.library.units import UnitLibrary, block_from_row
+
+    library = UnitLibrary()
+    for row in rows:
+        library.add(block_from_row(i, u) for i, u in (row.get("units") or {}).items())
+    return library
 
 
 def fit(model: CGDiffusion, examples: Sequence[CGExample], steps: int, batch_size: int = 32, lr: float = 1e-3,

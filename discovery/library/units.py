@@ -89,9 +89,7 @@ class UnitLibrary:
     def get(self, bb_id: str) -> BuildingBlock:
         if bb_id in self._units:
             return self._units[bb_id]
-        from discovery.library.building_blocks import BuildingBlockLibrary
-
-        return BuildingBlockLibrary().get(bb_id)  # a pormake id, or the named error
+        return _pormake().get(bb_id)  # a pormake id, or the named error
 
     @property
     def version(self) -> str:
@@ -121,6 +119,14 @@ class UnitLibrary:
             raise DiscoveryError(f"{path}: unit library format {doc.get('format_version')}, this version reads "
                                  f"{FORMAT_VERSION}")
         return cls(block_from_row(i, u) for i, u in doc["units"].items())
+
+
+@lru_cache(maxsize=1)
+def _pormake():
+    """pormake's library, once per process (it caches the blocks it has read)."""
+    from discovery.library.building_blocks import BuildingBlockLibrary
+
+    return BuildingBlockLibrary()
 
 
 def block_row(bb: BuildingBlock) -> dict:
