@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -39,6 +40,10 @@ def default_workers() -> int:
 
 
 def _worker_loop(fn: Callable[[Any], Any], conn: Connection) -> None:
+    # a process group of its own, so that killing an overrunning worker also kills the programs it started
+    # (Zeo++ and EQeq run in child processes; orphaned, they went on for minutes with a core each)
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
     try:
         while (item := conn.recv()) is not None:
             try:
@@ -64,6 +69,11 @@ class _Worker:
         self.conn.send(item)
 
     def kill(self) -> None:
+        if hasattr(os, "killpg") and self.proc.pid is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the worker and whatever it started
+            except (ProcessLookupError, PermissionError):  # group gone; or the worker never got its own
+                pass
         self.proc.kill()
         self.proc.join()
         self.conn.close()

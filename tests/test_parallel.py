@@ -8,6 +8,13 @@ from discovery.parallel import TaskFailure, map_with_timeout
 
 
 def _work(x):
+    if isinstance(x, str) and x.startswith("child:"):  # a worker that starts a program and then overruns
+        import subprocess
+
+        proc = subprocess.Popen(["sleep", "60"])
+        with open(x[len("child:"):], "w") as fh:
+            fh.write(str(proc.pid))
+        time.sleep(30)
     if x == "slow":
         time.sleep(30)
     if x == "crash":
@@ -29,3 +36,21 @@ def test_failures_are_reported_and_the_batch_carries_on():
 def test_workers_that_always_crash_stop_the_batch():
     with pytest.raises(DiscoveryError, match="crashed"):
         list(map_with_timeout(_work, ["crash"] * 20, timeout=5.0, workers=2, progress=False))
+
+
+def test_an_overrunning_worker_takes_the_programs_it_started_with_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    ((_, result),) = list(map_with_timeout(_work, [f"child:{pid_file}"], timeout=2.0, workers=1, progress=False))
+    assert result.kind == "timeout"
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # the kill is delivered at once; reaping may take a moment
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie (killed, not yet reaped by init) counts as gone
+            if fh.read().split()[2] == "Z":
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the worker's child {pid} outlived it")
