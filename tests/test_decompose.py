@@ -134,3 +134,29 @@ def test_an_instance_in_another_conformation_becomes_a_conformer_of_its_id():
     assert _place(BuildingBlock("Utest", base.symbols, bent, (6,), base.bonds), blocks)[0].id == "Utest~1"
     assert _place(BuildingBlock("Utest", base.symbols, bent + 1.0, (6,), base.bonds), blocks)[0].id == "Utest~1"
     assert sorted(blocks) == ["Utest", "Utest~1"]
+
+
+def _unit_atoms(index: int) -> list[int]:
+    from surrogates.adsorption.graphs import bb_graph
+
+    return bb_graph(index).z.tolist()
+
+
+def test_graphs_with_real_units_are_read_in_another_process(fluoro):
+    # a graph's bead_bb indexes this process's unit registry; a worker (the acquisition benchmark's
+    # campaigns, spawned) registers the same units at the same indices before reading it
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from surrogates.adsorption.graphs import (GraphError, bb_index, cg_graph, register_units,
+                                              registered_units)
+    from test_surrogate import GEOMETRY
+
+    record = decomposed_mof(fluoro, decompose(fluoro.structure, "fluoro", topology=False))
+    graph = cg_graph(record.cg, GEOMETRY, "fluoro", units=record.units)
+    (index,) = {i for i in graph.bead_bb.tolist() if i >= len(bb_index())}
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=register_units,
+                             initargs=(registered_units(),)) as ex:
+        assert ex.submit(_unit_atoms, index).result() == _unit_atoms(index)
+    with pytest.raises(GraphError, match="has index"):  # here it is registered already, at another index
+        register_units([("Uother", registered_units()[-1][1]), *registered_units()])

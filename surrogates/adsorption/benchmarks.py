@@ -33,6 +33,7 @@ from discovery.campaign.planner import Planner, PlannerConfig
 from surrogates.adsorption.botorch_model import ensemble_model, fit_gp, gp_features, gp_prediction
 from surrogates.adsorption.data import LabelledPool, load_pool
 from surrogates.adsorption.ensemble import DeepEnsemble, EnsembleConfig
+from surrogates.adsorption.graphs import register_units, registered_units
 
 
 def benchmark_surrogate(source: str | Path | None = None, n_train: int = 1000, config: EnsembleConfig | None = None,
@@ -152,8 +153,9 @@ def benchmark_acquisition(source: str | Path | None = None, seeds: int = 5, budg
 _SHARED: dict[str, Any] = {}
 
 
-def _init_campaigns(pool, q, n_init, config, planner, surrogate) -> None:
+def _init_campaigns(pool, q, n_init, config, planner, surrogate, units) -> None:
     torch.set_num_threads(1)  # one campaign per core: more threads per process only contend
+    register_units(units)  # the pool's graphs index real MOFs' units as the parent registered them
     _SHARED.update(pool=pool, q=q, n_init=n_init, config=config, planner=planner, surrogate=surrogate)
 
 
@@ -167,7 +169,7 @@ def _campaign(run: tuple[str, int, int]) -> list[int]:
 def _campaign_pool(workers: int | None, *shared) -> ProcessPoolExecutor:
     """Campaigns are independent: one process per core (spawned, so that torch starts clean)."""
     return ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=mp.get_context("spawn"),
-                               initializer=_init_campaigns, initargs=shared)
+                               initializer=_init_campaigns, initargs=(*shared, registered_units()))
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -109,7 +109,10 @@ def export_table(dataset: str | Path, out: str | Path, charges: str = "none") ->
     path = labels_file(dataset, charges)
     first = json.loads(path.read_text().splitlines()[0])
     rows = list(table_rows(dataset, charges))
+    summary = Path(dataset) / "summary.json"
+    source = json.loads(summary.read_text()).get("source") if summary.exists() else None  # e.g. a CoRE subset
     header = {"format": TABLE_FORMAT, "charges": charges, "n": len(rows), "oracle_settings": first.get("settings"),
+              **({"structures": source} if source else {}),
               "versions": first.get("versions"), "labels_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
               "command": f"discovery dataset export {dataset} --charges {charges} --out {Path(out).name}"}
     with gzip.open(out, "wt") as fh:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +84,23 @@ def block_index(bb_id: str, units: Mapping[str, Any] | None = None) -> int | Non
         _EXTENDED_BLOCKS.append(block_from_row(bb_id, units[bb_id]))
         _EXTENDED[bb_id] = len(bb_index()) + len(_EXTENDED_BLOCKS) - 1
     return _EXTENDED.get(bb_id)
+
+
+def registered_units() -> list[tuple[str, dict]]:
+    """The units beyond pormake's registered in this process, in index order (id, JSON row): what another
+    process needs (``register_units``) to read graphs built here, whose ``bead_bb`` indices refer to them."""
+    from discovery.library.units import block_row
+
+    return [(bb.id, block_row(bb)) for bb in _EXTENDED_BLOCKS]
+
+
+def register_units(entries: Sequence[tuple[str, dict]]) -> None:
+    """Register ``registered_units()`` of another process here, at the same indices (a fresh worker)."""
+    for k, (bb_id, row) in enumerate(entries):
+        index, expected = block_index(bb_id, {bb_id: row}), len(bb_index()) + k
+        if index != expected:
+            raise GraphError(f"unit {bb_id} has index {index} here but {expected} where the graphs were built; "
+                             "register units in a fresh process, before building any graph")
 
 
 @lru_cache(maxsize=None)
