@@ -44,7 +44,7 @@ def benchmark_surrogate(source: str | Path | None = None, n_train: int = 1000, c
     order = np.random.default_rng(seed).permutation(len(pool))
     train, test = pool.subset(order[:n_train]), pool.subset(order[n_train:])
     model = DeepEnsemble.fit(train.graphs, train.y, config or EnsembleConfig(seed=seed), progress=progress)
-    scored = _scoring_rate(model, test.graphs)
+    cold, scored = _scoring_rates(model, test.graphs)
     pred = model.predict(test.graphs)
     if surrogate == "gp":  # the GP on the ensemble's representation and the descriptors replaces its output
         features = gp_features(model, pool.graphs)
@@ -56,7 +56,7 @@ def benchmark_surrogate(source: str | Path | None = None, n_train: int = 1000, c
             "mae_log10": float(np.abs(y - mean).mean()),
             "coverage_68": _coverage(y, mean, std, 0.68), "coverage_95": _coverage(y, mean, std, 0.95),
             "train_s": round(model.info["train_s"], 1), "train_cpu_s": round(model.info["train_cpu_s"], 1),
-            "predict_per_s": round(scored, 1), "n_train": len(train), "n_test": len(test),
+            "predict_per_s": round(scored, 1), "predict_per_s_first_pass": round(cold, 1), "n_train": len(train), "n_test": len(test),
             "members": model.config.members, "calibration_scale": model.scale.tolist(),
             "other_targets": {t: {"spearman": float(spearmanr(test.y[:, j], pred.mean[:, j]).statistic),
                                   "mae_log10": float(np.abs(test.y[:, j] - pred.mean[:, j]).mean()),
@@ -70,13 +70,18 @@ def _coverage(y: np.ndarray, mean: np.ndarray, std: np.ndarray, level: float) ->
     return float(np.mean(np.abs(y - mean) <= half))
 
 
-def _scoring_rate(model: DeepEnsemble, graphs: Sequence, at_least: int = 5000) -> float:
-    """MOFs scored per wall-clock second (all members, calibrated), on graphs already built."""
+def _scoring_rates(model: DeepEnsemble, graphs: Sequence, at_least: int = 5000) -> tuple[float, float]:
+    """MOFs scored per wall-clock second (all members, calibrated), on graphs already built: on a first pass
+    over ``graphs``, which embeds each building block the first time it is met (real MOFs bring many new
+    units), and then with every block's vector cached, as a long-running scorer of a library is."""
+    model.predict(graphs[:1])  # one-off set-up, not a per-MOF cost
+    t0 = time.perf_counter()
+    model.predict(graphs, batch_size=1024)
+    first = len(graphs) / (time.perf_counter() - t0)
     batch = list(graphs) * max(1, math.ceil(at_least / max(1, len(graphs))))
-    model.predict(batch[:64])  # warm the block-vector cache, as a long-running scorer would be
     t0 = time.perf_counter()
     model.predict(batch, batch_size=1024)
-    return len(batch) / (time.perf_counter() - t0)
+    return first, len(batch) / (time.perf_counter() - t0)
 
 
 # ---- acquisition --------------------------------------------------------------------------------------
