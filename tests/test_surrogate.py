@@ -142,9 +142,11 @@ def test_pool_table_skips_unlabelled_mofs(irmof1, tmp_path):
 
 def test_pools_merge_by_name_or_path(irmof1, tmp_path, capsys):
     from agents.cli.main import main
-    from discovery.pool import POOLS, pool_tables
+    from discovery.pool import POOLS, pool_tables, resolve_table
 
     assert pool_tables("core") == [POOLS["core"]] and pool_tables("design, core") == [POOLS["design"], POOLS["core"]]
+    assert resolve_table("core") == POOLS["core"] and resolve_table(None) == POOLS["design"]  # proposer.table
+    assert resolve_table("mine.jsonl.gz").name == "mine.jsonl.gz"
     with pytest.raises(DiscoveryError, match="unknown pool 'hypo'"):
         pool_tables("hypo")
     paths = []
@@ -205,3 +207,18 @@ def test_a_lookup_campaign_evaluates_each_mof_once(irmof1):
     gp = run_campaign(pool, "botorch", 0, 13, 3, 10, config, PlannerConfig(), surrogate="gp")
     assert len(set(gp)) == 13 and gp[:10] == order[:10]
     assert calls_to_find([5, 1, 7, 2], {1, 2}, 2) == 4 and calls_to_find([5, 1], {1, 2}, 2) is None
+
+
+def test_the_committed_real_pool_is_self_contained():
+    # every row names only blocks it carries (or pormake's), so it is read without the import's directory
+    from discovery.library.units import is_pormake
+    from discovery.pool import POOLS
+
+    header, rows = read_table(POOLS["core"])
+    assert header["n"] == len(rows) and header["structures"] == "CoRE MOF 2019-ASR"
+    assert header["oracle_settings"]["engine"] == "grid" and header["charges"] == "none"
+    labelled = [r for r in rows if "log10_kh_co2" in r["labels"]]
+    assert len(labelled) >= 1500
+    for r in rows:
+        beads = {b["bb_id"] for b in (r.get("cg") or {}).get("beads", [])}
+        assert all(is_pormake(b) or b in (r.get("units") or {}) for b in beads), r["id"]
