@@ -337,3 +337,7 @@ def test_real_mofs_train_and_parent_the_generator(generator, real_row, tmp_path)
     assert uid in again.units and uid in again.embedding
     edits = again.sample(3, seed=0, parents=[example], strength=0.1, block_strength=0.05)
     assert all(set(s.bb_ids) <= set(emb.ids) and s.parent == "f1" for s in edits)
+    from discovery.generator.pipeline import generate  # what `discovery generate` runs: the units go along
+
+    records, _ = generate(again, 2, seed=0, parents=[example], strength=0.1, block_strength=0.05, progress=False)
+    assert not [r for r in records if r.get("reason") == "UnknownBuildingBlockError"]

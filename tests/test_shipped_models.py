@@ -55,7 +55,7 @@ def test_shipped_surrogate_gives_its_recorded_predictions():
 
     got, recorded = fingerprint(DeepEnsemble.load(resolve_model("default", "surrogate"))), \
         read_fingerprint(SHIPPED / "surrogate")
-    assert got["ids"] == recorded["ids"] and len(got["ids"]) == 8
+    assert got["ids"] == recorded["ids"] and len(got["ids"]) >= 8  # design-space MOFs, then real ones
     assert np.allclose(got["mean"], recorded["mean"], atol=1e-4)  # a changed weight moves them far more
     assert np.allclose(got["std"], recorded["std"], atol=1e-4)
 

@@ -140,7 +140,7 @@ def generate(generator: DiffusionGenerator, n: int, seed: int = 0, steer: int = 
                                        parents=[parents[i] for i in order[start:start + size]],
                                        strength=strength, block_strength=block_strength)
             for s in samples:
-                records.append(prepare_sample(s, generator.space, describe_probe))
+                records.append(prepare_sample(s, generator.space, describe_probe, units=generator.units))
                 bar.update()
                 bar.set_postfix(valid=sum(r["status"] == "valid" for r in records))
     return records, cpu_seconds() - t0
