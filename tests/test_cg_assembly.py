@@ -176,3 +176,12 @@ def test_spin_scan_matches_one_angle_at_a_time():
              for x in turned]
     assert np.allclose(_min_ratios(turned, radii, near, near_r), brute)
     assert min_ratio(turned[3], radii, near, near_r) == pytest.approx(brute[3])
+
+
+def test_a_one_point_unit_takes_any_rotation():
+    # a real MOF's unit with a single connection point has it at its centre: no direction to point, and no
+    # NaN from normalising a zero vector (it crashed `discovery generate` on a real-MOF generator)
+    from discovery.generator.cg_anneal import _point_at
+
+    rotation, score = _point_at(np.zeros((1, 3)), np.array([[1.0, 0.0, 0.0]]))
+    assert np.allclose(rotation, np.eye(3)) and score == 0.0

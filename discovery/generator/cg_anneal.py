@@ -55,6 +55,9 @@ def _locate(beads: Beads, pairs: Pairs, allow_reflection: bool) -> tuple[np.ndar
 def _point_at(v: np.ndarray, u: np.ndarray, max_angle_mismatch: float = 0.5) -> tuple[np.ndarray, float]:
     """Rotation R maximising sum_k max_a cos(R v_k, u_a), over the rotations that take one CP exactly
     onto a direction and a second CP into the plane of another direction."""
+    v, u = v[np.linalg.norm(v, axis=1) > 1e-8], u[np.linalg.norm(u, axis=1) > 1e-8]
+    if not len(v) or not len(u):  # a one-point unit of a real MOF (its CP is its centre): any rotation will do
+        return np.eye(3), 0.0
     vh = v / np.linalg.norm(v, axis=1, keepdims=True)
     uh = u / np.linalg.norm(u, axis=1, keepdims=True)
     k1 = int(np.argmax(np.linalg.norm(v, axis=1)))

@@ -214,6 +214,8 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
                              library=units)
     except DiscoveryError as exc:
         return {**record, "status": "invalid", "reason": type(exc).__name__, "message": str(exc)}
+    except np.linalg.LinAlgError as exc:  # a numerical failure costs this sample, not the batch
+        return {**record, "status": "invalid", "reason": "assembly", "message": f"numerical failure: {exc}"}
     if not result.ok:
         return {**record, "status": "invalid", "reason": "assembly", "message": result.message}
     extra = sorted({b for b in sample.bb_ids if not is_pormake(b)})
