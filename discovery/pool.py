@@ -27,6 +27,13 @@ def pool_tables(names: str) -> list[Path]:
     return [POOLS[n] for n in dict.fromkeys(wanted)]
 
 
+def committed_name(path: str | Path) -> str | None:
+    """The name of a committed pool table (``design``, ``core``); None for any other path. Models record
+    their training data by it, so that no path of the machine that trained them is written down."""
+    resolved = Path(path).resolve()
+    return next((name for name, table in POOLS.items() if table.resolve() == resolved), None)
+
+
 def resolve_table(spec: str | Path | None) -> Path:
     """A pool table by committed name (``design``, ``core``) or path; None: the design-space table."""
     if spec is None:

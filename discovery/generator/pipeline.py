@@ -64,11 +64,10 @@ def train_generator(source: str | Path | None = None, out: str | Path = "models/
 def source_label(source) -> str:
     """How a model's metadata names its training data: committed pools by name (``pools:design,core``, which
     ``load_generator`` reads back), anything else by its path."""
-    from discovery.pool import POOLS
+    from discovery.pool import committed_name
 
-    names = {p.resolve(): n for n, p in POOLS.items()}
     parts = [None] if source is None else source if isinstance(source, (list, tuple)) else [source]
-    pools = [names.get(Path(p).resolve()) if p is not None else "design" for p in parts]
+    pools = ["design" if p is None else committed_name(p) for p in parts]
     if all(pools):
         return "pools:" + ",".join(pools)
     return " + ".join(str(p) for p in parts)

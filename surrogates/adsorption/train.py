@@ -34,14 +34,13 @@ def train_surrogate(source: str | Path | None, out: str | Path, config: Ensemble
 
 
 def _source_name(source) -> str:
-    """What a model was trained on, without this machine's paths for the committed tables."""
-    from discovery.pool import POOLS
+    """What a model was trained on: committed tables by name, anything else by its path."""
+    from discovery.pool import committed_name
 
     if source is None:
         return "committed pool table"
-    names = {p.resolve(): f"committed {n} pool table" for n, p in POOLS.items()}
     parts = source if isinstance(source, (list, tuple)) else [source]
-    return " + ".join(names.get(Path(p).resolve(), str(p)) for p in parts)
+    return " + ".join(f"committed {committed_name(p)} pool table" if committed_name(p) else str(p) for p in parts)
 
 
 def structure_descriptors(path: Path, mof) -> dict[str, Any]:
