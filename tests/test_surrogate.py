@@ -119,8 +119,37 @@ def test_block_vectors_are_cached_only_in_eval_mode(irmof1):
         first = net(Batch.from_data_list([g]))
         assert len(net._bb_cache) == 2
         assert torch.allclose(net(Batch.from_data_list([g])), first)
+    net.eval()  # every predict() call says so: the vectors stay
+    assert len(net._bb_cache) == 2
+    net.load_state_dict(CrystalGNN(NetConfig(hidden=8, filters=8, gaussians=4)).state_dict())
+    assert net._bb_cache == {}  # new weights
+    with torch.no_grad():
+        net(Batch.from_data_list([g]))
     net.train()
     assert net._bb_cache == {}
+
+
+def test_calibration_covers_heavy_tailed_errors_at_the_nominal_levels():
+    """Errors with a Student-t tail (4 degrees of freedom) around a spread ~4x too small: the fitted factor's
+    central intervals cover close to their levels on fresh draws, closer than with a Gaussian
+    maximum-likelihood factor (the root mean square of z), which the tail widens."""
+    from scipy.stats import norm
+    from surrogates.adsorption.ensemble import _calibration_scale
+
+    rng = np.random.default_rng(0)
+    std = rng.uniform(0.05, 0.2, size=(4000, 2))
+    y = 3.0 * std * rng.standard_t(4, size=std.shape)
+    fit, test = slice(0, 2000), slice(2000, None)
+    levels = np.array([0.5, 0.68, 0.9])
+
+    def miscalibration(c):
+        z = np.abs(y[test]) / (c * std[test])
+        return np.abs(np.array([np.mean(z <= norm.ppf(0.5 + level / 2)) for level in levels]) - levels)
+
+    fitted = miscalibration(_calibration_scale(y[fit], np.zeros_like(y[fit]), std[fit]))
+    gaussian = miscalibration(np.sqrt(((y[fit] / std[fit]) ** 2).mean(0)))
+    assert fitted.max() < 0.06
+    assert fitted.sum() < 0.6 * gaussian.sum()
 
 
 def test_pool_table_skips_unlabelled_mofs(irmof1, tmp_path):

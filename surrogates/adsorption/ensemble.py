@@ -2,8 +2,8 @@
 
 Members differ only by their random initialisation and batch order (Lakshminarayanan et al., 2017). A
 slice of the training data (``val_fraction``) is held out: it picks each member's best epoch and calibrates
-the ensemble's spread, per target, by one scale factor ``c`` fitted by maximum likelihood,
-``c^2 = mean(((y - mean) / std_members)^2)``: raw ensembles of a few members are over-confident. The
+the ensemble's spread, per target, by one scale factor ``c`` fitted so that the Gaussian intervals cover
+the held-out errors at every level (``_calibration_scale``): raw ensembles of a few members are over-confident. The
 calibrated members, ``mean + c (member - mean)``, are what the BoTorch model samples from, so the
 planner sees exactly the uncertainty whose coverage the benchmark reports.
 """
@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy.stats import norm
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
@@ -28,6 +29,9 @@ from surrogates.adsorption.gnn import CrystalGNN, NetConfig
 from surrogates.adsorption.graphs import GraphSettings
 
 FORMAT_VERSION = 1
+# graphs per forward pass when scoring: the bead-graph layers' per-edge tensors of 64 MOFs stay in the CPU's
+# cache; measured on the real pool (2 cores), 64 scores ~3x more MOFs per second than 1,024 and 1.6x more than 256
+SCORING_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,14 @@ class DeepEnsemble:
 
     # ---- inference ------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict_members(self, graphs: Sequence, batch_size: int = 256) -> np.ndarray:
+    def predict_members(self, graphs: Sequence, batch_size: int = SCORING_BATCH) -> np.ndarray:
         """Uncalibrated member predictions in target units: ``s x n x m``."""
         out = np.zeros((len(self.nets), len(graphs), len(self.config.targets)))
+        blocks = torch.unique(torch.cat([g.bead_bb for g in graphs])) if len(graphs) else None
         for net in self.nets:
             net.eval()
+            if blocks is not None:  # every block the graphs name, embedded in one pass rather than batch by batch
+                net.block_vectors(blocks)
         start = 0
         for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
             stop = start + batch.num_graphs
@@ -131,13 +138,13 @@ class DeepEnsemble:
             start = stop
         return out * self.y_std + self.y_mean
 
-    def predict(self, graphs: Sequence, batch_size: int = 256) -> Prediction:
+    def predict(self, graphs: Sequence, batch_size: int = SCORING_BATCH) -> Prediction:
         raw = self.predict_members(graphs, batch_size)
         mean = raw.mean(0)
         members = mean + self.scale * (raw - mean)
         return Prediction(mean=mean, std=members.std(0), members=members)
 
-    def embed(self, graphs: Sequence, batch_size: int = 256) -> np.ndarray:
+    def embed(self, graphs: Sequence, batch_size: int = SCORING_BATCH) -> np.ndarray:
         """Member-averaged learned representation (``n x 2 hidden``): the GP surrogate's features."""
         with torch.no_grad():
             parts = [np.mean([net.embed(b).numpy() for net in self.nets], axis=0)
@@ -224,7 +231,7 @@ def _train_member(graphs: Sequence, z: np.ndarray, train: np.ndarray, val: np.nd
 def _loss(net: CrystalGNN, data: list) -> float:
     net.eval()
     total, n = 0.0, 0
-    for batch in DataLoader(data, batch_size=256):
+    for batch in DataLoader(data, batch_size=SCORING_BATCH):
         total += float(torch.nn.functional.mse_loss(net(batch), batch.y, reduction="sum"))
         n += batch.y.numel()
     return total / n
@@ -237,9 +244,14 @@ def _with_target(graph, z_row: np.ndarray):
 
 
 def _calibration_scale(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Per target, the factor on the members' spread that maximises the Gaussian likelihood of ``y``.
-    Spreads are floored at a tenth of their median: where a few members agree by chance, a near-zero
-    spread would otherwise dominate the fit and inflate every interval."""
+    """Per target, the factor ``c`` on the members' spread whose Gaussian intervals cover the held-out
+    errors at every level: the quantiles of ``|y - mean| / std`` at levels 5-95 % fitted, through the origin
+    by least squares, to ``c`` times the half-normal's. Errors are heavier-tailed than a Gaussian; a
+    maximum-likelihood ``c`` follows the tail and widened the 68 % interval to cover 76-79 % on both pools.
+    Spreads are floored at a tenth of their median: where a few members agree by chance, a near-zero spread
+    would otherwise give a huge ratio."""
     std = np.maximum(std, np.maximum(0.1 * np.median(std, axis=0), 1e-6))
-    z2 = ((y - mean) / std) ** 2
-    return np.sqrt(z2.mean(axis=0))
+    levels = np.arange(0.05, 0.951, 0.05)
+    observed = np.quantile(np.abs(y - mean) / std, levels, axis=0)  # levels x targets
+    expected = norm.ppf(0.5 + levels / 2)[:, None]
+    return (observed * expected).sum(axis=0) / (expected ** 2).sum()
