@@ -92,6 +92,27 @@ def test_cg_view_and_cartesian_input_agree():
     assert StructureMatcher().fit(a.mof.structure, b.mof.structure)
 
 
+def test_known_orientations_start_the_search_where_the_blocks_were():
+    from discovery.generator.cg_anneal import initial_state
+
+    mof = assemble(RECIPES[1])  # pormake's placement, one block mirrored
+    settings = CGAssemblySettings(allow_reflection=True)
+    known = [b.orientation for b in mof.cg.beads]
+    assert any(np.linalg.det(o) < 0 for o in known)
+    hints = [o if k % 2 == 0 or np.linalg.det(o) < 0 else None for k, o in enumerate(known)]
+    lattice, bb_ids, frac = _cg_sample(mof)
+    beads = _read_sample(lattice, bb_ids, frac, None, _default_library())
+    pairs = candidate_pairs(beads, settings.neighbour_margin, settings.edge_edge_bonds)
+    start = initial_state(beads, pairs, settings, np.random.default_rng(0), hints).orientations()[0]
+    guess = initial_state(beads, pairs, settings, np.random.default_rng(0)).orientations()[0]
+    for k, hint in enumerate(hints):  # restart 0 takes each given orientation, mirror included; the guess elsewhere
+        assert np.allclose(start[k], hint if hint is not None else guess[k], atol=1e-6)
+    given = assemble_cg_view(mof.cg, use_orientations=True, settings=settings)
+    assert given.ok and given.report.valid, given.message
+    with pytest.raises(CGAssemblyError, match="orientations"):
+        assemble_cg(lattice, bb_ids, frac_coords=frac, orientations=[None])
+
+
 def test_unknown_building_block_raises():
     mof = assemble(RECIPES[0])
     lattice, bb_ids, frac = _cg_sample(mof)

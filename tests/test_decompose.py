@@ -160,3 +160,28 @@ def test_graphs_with_real_units_are_read_in_another_process(fluoro):
         assert ex.submit(_unit_atoms, index).result() == _unit_atoms(index)
     with pytest.raises(GraphError, match="has index"):  # here it is registered already, at another index
         register_units([("Uother", registered_units()[-1][1]), *registered_units()])
+
+
+def test_a_cut_unit_pairs_in_cg_assembly_by_pormakes_connection_point_convention(fluoro, monkeypatch):
+    """A cut unit keeps each X at its partner atom, a bond length from the partner's X; assembly moves them to
+    the bond midpoints (pormake's convention), so the decomposed MOF's CG view is built again from its units."""
+    import discovery.generator.cg_assembly as cg_assembly
+    from discovery.library.units import assembly_form, is_pormake
+
+    dec = decompose(fluoro.structure, "fluoro", topology=False)
+    units = UnitLibrary(b for i, b in dec.blocks.items() if not is_pormake(i))
+    linker = next(iter(units))
+    moved = assembly_form(linker)
+    for x in linker.connection_point_indices:
+        (anchor,) = [int(b) if a == x else int(a) for a, b in np.asarray(linker.bonds) if x in (a, b)]
+        assert np.allclose(moved.positions[x], (linker.positions[x] + linker.positions[anchor]) / 2)
+    assert np.allclose(np.delete(moved.positions, linker.connection_point_indices, 0),
+                       np.delete(linker.positions, linker.connection_point_indices, 0))
+
+    result = cg_assembly.assemble_cg_view(dec.cg, use_orientations=True, library=units)
+    assert result.ok and result.report.valid, result.message
+    assert result.mof.structure.composition == dec.framework.composition
+
+    monkeypatch.setattr(cg_assembly, "assembly_form", lambda bb: bb)  # the X's where the cut left them
+    unconverted = cg_assembly.assemble_cg_view(dec.cg, use_orientations=True, library=units)
+    assert not (unconverted.ok and unconverted.report.valid)  # the linkers float free of the nodes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -150,10 +150,20 @@ def random_state(beads: Beads, settings: CGAssemblySettings, rng: np.random.Gene
     return State(q, hand, np.zeros((n, b, 3)))
 
 
-def initial_state(beads: Beads, pairs: Pairs, settings: CGAssemblySettings, rng: np.random.Generator) -> State:
-    """Restart 0 starts from the neighbour-direction guess, the others from random orientations."""
+def initial_state(beads: Beads, pairs: Pairs, settings: CGAssemblySettings, rng: np.random.Generator,
+                  hints: Sequence[np.ndarray | None] | None = None) -> State:
+    """Restart 0 starts from the neighbour-direction guess, the others from random orientations.
+    ``hints``: per bead a known orientation (3 x 3, library frame -> placed; None: unknown), e.g. the parent's
+    where an edit kept its unit: restart 0 takes them in place of the guess for those beads."""
     state = random_state(beads, settings, rng)
     q, hand = _locate(beads, pairs, settings.allow_reflection)
+    for i, rotation in enumerate(hints or ()):
+        if rotation is None:
+            continue
+        rotation = np.asarray(rotation, dtype=float)
+        if np.linalg.det(rotation) < 0:  # a mirrored unit: orientation = R diag(1, 1, -1), see State
+            rotation, hand[i] = rotation * np.array([1.0, 1.0, -1.0]), -1.0
+        q[i] = _matrix_quaternion(rotation)
     state.q[0], state.hand[0] = q, hand
     return state
 

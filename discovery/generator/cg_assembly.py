@@ -3,7 +3,9 @@
 A CG sample is a lattice, one bead position per building block (BB) and the BB id of each bead, with no
 orientations. Every BB's connection points (CPs, pormake's dummy ``X`` atoms) must meet a CP of a
 neighbouring BB: in pormake-built MOFs the two X's of a bond coincide (within 0.2 A, rarely 0.7 A) and
-the real atoms bonded to them form the bond between the BBs. Assembly finds orientations that make it so:
+the real atoms bonded to them form the bond between the BBs. A unit cut from a real MOF keeps its X's at
+its partner atoms; assembly reads it with each X moved to its bond's midpoint (``units.assembly_form``), where
+pormake's sit. Assembly finds orientations that make the X's meet, from known ones where given:
 
 0-3. Orient (``cg_orient``, where the steps are described): a first guess (each bead's CPs pointed at its
    nearest neighbouring beads), an annealed Gaussian overlap of CPs over several restarts with repair
@@ -43,6 +45,7 @@ from discovery.library.building_blocks import BuildingBlockLibrary
 from discovery.errors import CGAssemblyError
 from discovery.structures.mof import MOF, Bead, CGView
 from discovery.library.orient import optimise_edge_spins
+from discovery.library.units import assembly_form
 from discovery.structures.validity import ValidityReport, check_structure
 from discovery.generator.cg_beads import Beads, candidate_pairs, chiral_cp_set, Pairs
 from discovery.generator.cg_orient import Bonds, choose_node_symmetries, cp_positions, Fit, refine, search
@@ -128,7 +131,8 @@ def _read_sample(lattice, bb_ids: Sequence[str], frac_coords, cart_coords, libra
     if not np.all(np.isfinite(coords)):
         raise CGAssemblyError("bead coordinates are not all finite numbers")
     frac = coords if frac_coords is not None else coords @ np.linalg.inv(lat)
-    bbs = tuple(library.get(str(b)) for b in bb_ids)  # UnknownBuildingBlockError names the bad id
+    # UnknownBuildingBlockError names a bad id; real MOFs' units in pormake's X convention (see assembly_form)
+    bbs = tuple(assembly_form(library.get(str(b))) for b in bb_ids)
     vectors = [bb.connection_points - bb.centroid for bb in bbs]
     counts = np.array([len(v) for v in vectors])
     if (counts == 0).any():
@@ -213,16 +217,20 @@ def default_mof_id(lattice: np.ndarray, bb_ids: Sequence[str], frac_coords: np.n
 def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords=None,
                 library: BuildingBlockLibrary | None = None, seed: int | None = 0,
                 settings: CGAssemblySettings = DEFAULT_SETTINGS, mof_id: str | None = None,
-                topology: str | None = None) -> AssemblyResult:
+                topology: str | None = None, orientations: Sequence[np.ndarray | None] | None = None) -> AssemblyResult:
     """Assemble a CG sample (lattice rows in A, one bead position per BB id) into an all-atom MOF.
 
-    Give exactly one of ``frac_coords`` / ``cart_coords`` (B x 3). Raises UnknownBuildingBlockError for
+    Give exactly one of ``frac_coords`` / ``cart_coords`` (B x 3). ``orientations``: per bead a known
+    orientation to start from (3 x 3, library frame -> placed, as ``Bead.orientation``; None where unknown),
+    e.g. a real parent's from its decomposition where an edit kept the unit. Raises UnknownBuildingBlockError for
     an unknown BB id and CGAssemblyError for malformed input; a sample that cannot be assembled returns
     a result with ``mof=None`` and a message (see the module docstring)."""
     start = time.process_time()
     library = library if library is not None else _default_library()
     beads = _read_sample(lattice, bb_ids, frac_coords, cart_coords, library)
     n_cp = len(beads.cp_bead)
+    if orientations is not None and len(orientations) != len(beads.bbs):
+        raise CGAssemblyError(f"{len(orientations)} orientations for {len(beads.bbs)} beads")
 
     def fail(message: str, rmsd: float = float("nan"), unpaired: int = n_cp,
              at_beads: tuple[int, ...] = ()) -> AssemblyResult:
@@ -234,7 +242,7 @@ def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords
     if len(pairs.a) == 0:
         return fail(f"all {n_cp} connection points unpaired: no two beads are close enough to bond",
                     at_beads=tuple(range(len(beads.bbs))))
-    fits = search(beads, pairs, settings, np.random.default_rng(seed))
+    fits = search(beads, pairs, settings, np.random.default_rng(seed), orientations)
     if fits[0].n_unpaired:
         return fail(f"{fits[0].n_unpaired} of {n_cp} connection points unpaired: no partner within "
                     f"{settings.pair_threshold} A after {settings.restarts} restarts and "
@@ -294,9 +302,12 @@ def _unpaired_beads(beads: Beads, pairs: Pairs, fit: Fit) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unique(beads.cp_bead[~paired]))
 
 
-def assemble_cg_view(cg: CGView, **kwargs) -> AssemblyResult:
-    """``assemble_cg`` on a CG view's lattice, bead positions and BB ids (its orientations are ignored)."""
+def assemble_cg_view(cg: CGView, use_orientations: bool = False, **kwargs) -> AssemblyResult:
+    """``assemble_cg`` on a CG view's lattice, bead positions and BB ids; its orientations are the search's
+    starting point with ``use_orientations``, otherwise ignored."""
     kwargs.setdefault("topology", cg.topology)
+    if use_orientations:
+        kwargs.setdefault("orientations", [b.orientation for b in cg.beads])
     return assemble_cg(cg.lattice, cg.bb_ids, frac_coords=np.array([b.frac_coords for b in cg.beads]), **kwargs)
 
 

@@ -26,7 +26,7 @@ annealing) are in ``cg_anneal``; this module holds the search with its pairing a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from pymatgen.core import Lattice
@@ -60,12 +60,13 @@ class Fit:
         return (self.n_unpaired, self.flat, self.misfit)
 
 
-def search(beads: Beads, pairs: Pairs, settings: CGAssemblySettings, rng: np.random.Generator) -> list[Fit]:
+def search(beads: Beads, pairs: Pairs, settings: CGAssemblySettings, rng: np.random.Generator,
+           hints: Sequence[np.ndarray | None] | None = None) -> list[Fit]:
     """Anneal a batch of restarts, then repair the best: its bad beads (see ``_bad_beads``) and some of
     their neighbours start again from random orientations while the rest keep theirs, until every CP
     is paired into a 3-periodic net with no pair wider than ``repair_gap``. Returns the distinct
     configurations found, best first."""
-    state = initial_state(beads, pairs, settings, rng)
+    state = initial_state(beads, pairs, settings, rng, hints)
     # The neighbour-direction guess competes as it is: annealing may trade a complete pairing with
     # uniform gaps (a linker slightly too long) for a tighter but incomplete one.
     fits = _evaluate(beads, pairs, State(state.q[:1], state.hand[:1], state.t[:1]), settings.pair_threshold)

@@ -145,5 +145,22 @@ def block_from_row(bb_id: str, row: dict) -> BuildingBlock:
         raise DiscoveryError(f"unit {bb_id}: not a building-block record ({exc})") from None
 
 
+def assembly_form(bb: BuildingBlock) -> BuildingBlock:
+    """The unit with each ``X`` moved to the midpoint of its bond, pormake's convention (where the two X's of
+    a bond coincide, and what CG assembly pairs). A cut unit keeps its X at the partner atom, where the
+    decomposition found it: the two X's of one bond are then a bond length apart and would never pair. Ids,
+    bonds and atoms are unchanged; pormake's blocks are returned as they are."""
+    if is_pormake(bb.id):
+        return bb
+    positions = bb.positions.copy()
+    bonds = np.asarray(bb.bonds).reshape(-1, 2)
+    for x in bb.connection_point_indices:
+        anchors = [int(b) if a == x else int(a) for a, b in bonds if x in (a, b)]
+        if len(anchors) == 1:
+            positions[x] = (bb.positions[x] + bb.positions[anchors[0]]) / 2
+    return BuildingBlock(id=bb.id, symbols=bb.symbols, positions=positions,
+                         connection_point_indices=bb.connection_point_indices, bonds=bb.bonds)
+
+
 def is_pormake(bb_id: str) -> bool:
     return bb_id[:1] in ("N", "E") and bb_id[1:].isdigit()
