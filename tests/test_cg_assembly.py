@@ -206,3 +206,16 @@ def test_a_one_point_unit_takes_any_rotation():
 
     rotation, score = _point_at(np.zeros((1, 3)), np.array([[1.0, 0.0, 0.0]]))
     assert np.allclose(rotation, np.eye(3)) and score == 0.0
+
+
+def test_the_neighbour_guess_for_a_unit_with_a_hundred_connection_points_stays_small():
+    """A real rod unit has ~100 CPs and as many neighbour directions: ~10^6 candidate frames, whose scoring
+    asked for hundreds of GB. The guess now scores a bounded subset; it still returns a rotation."""
+    from discovery.generator.cg_anneal import _point_at
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(116, 3)) * 5.0
+    u = rng.normal(size=(234, 3)) * 8.0
+    rotation, score = _point_at(v, u)
+    assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6) and np.linalg.det(rotation) > 0
+    assert np.isfinite(score) and score > 0

@@ -52,6 +52,9 @@ def _locate(beads: Beads, pairs: Pairs, allow_reflection: bool) -> tuple[np.ndar
     return q, hand
 
 
+MAX_SCORED = 20_000_000  # candidate frames x CPs x directions scored by the neighbour-direction guess
+
+
 def _point_at(v: np.ndarray, u: np.ndarray, max_angle_mismatch: float = 0.5) -> tuple[np.ndarray, float]:
     """Rotation R maximising sum_k max_a cos(R v_k, u_a), over the rotations that take one CP exactly
     onto a direction and a second CP into the plane of another direction."""
@@ -76,6 +79,13 @@ def _point_at(v: np.ndarray, u: np.ndarray, max_angle_mismatch: float = 0.5) -> 
         which, pair = np.nonzero(np.abs(angle_v[:, None] - angle_u[None, :]) < max_angle_mismatch)
         if not len(which):
             return np.eye(3), -np.inf
+        # a real MOF's rod unit has ~100 CPs and as many neighbour directions: ~10^6 candidate frames, whose
+        # scoring below would need hundreds of GB. An evenly spaced subset bounds the work (the guess only
+        # seeds the annealing) and keeps it deterministic
+        most = max(64, MAX_SCORED // (len(vh) * len(uh)))
+        if len(which) > most:
+            keep = np.linspace(0, len(which) - 1, most).astype(int)
+            which, pair = which[keep], pair[keep]
         k2s, xs, ys = partners[which], a[pair], b[pair]
         frames_v = cp_frames(np.repeat(vh[[k1]], len(k2s), 0), vh[k2s])
         frames_u = cp_frames(uh[xs], uh[ys])
