@@ -219,3 +219,11 @@ def test_the_neighbour_guess_for_a_unit_with_a_hundred_connection_points_stays_s
     rotation, score = _point_at(v, u)
     assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6) and np.linalg.det(rotation) > 0
     assert np.isfinite(score) and score > 0
+
+
+def test_a_sample_with_too_many_candidate_bonds_is_refused_with_the_unit_named():
+    mof = assemble(RECIPES[0])
+    lattice, bb_ids, frac = _cg_sample(mof)
+    result = assemble_cg(lattice, bb_ids, frac_coords=frac, settings=CGAssemblySettings(max_candidate_pairs=10))
+    assert not result.ok and result.message.startswith("too many candidate bonds")
+    assert bb_ids[result.unpaired_beads[0]] in result.message

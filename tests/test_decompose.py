@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
+from discovery.errors import DiscoveryError
 from discovery.library.decompose import (
     DecompositionError,
     check_reassembly,
@@ -185,3 +186,21 @@ def test_a_cut_unit_pairs_in_cg_assembly_by_pormakes_connection_point_convention
     monkeypatch.setattr(cg_assembly, "assembly_form", lambda bb: bb)  # the X's where the cut left them
     unconverted = cg_assembly.assemble_cg_view(dec.cg, use_orientations=True, library=units)
     assert not (unconverted.ok and unconverted.report.valid)  # the linkers float free of the nodes
+
+
+def test_the_cg_assembly_benchmark_counts_each_outcome(fluoro, tmp_path):
+    from discovery.generator.assembly_bench import benchmark_cg_assembly
+
+    dec = decompose(fluoro.structure, "fluoro", topology=False)
+    (tmp_path / "structures").mkdir()
+    decomposed_mof(fluoro, dec).to_json(tmp_path / "structures" / "fluoro.json")
+    broken = decomposed_mof(fluoro, dec).to_dict()
+    broken["id"], broken["cg"] = "no-view", None
+    (tmp_path / "structures" / "no-view.json").write_text(json.dumps(broken))
+    result = benchmark_cg_assembly(tmp_path, n=5, seed=0)
+    assert result["n"] == 2
+    for run in ("positions_only", "with_orientations"):
+        assert (result[run]["valid"], result[run]["not_built"]) == (1, 1)
+        assert result[run]["reasons"] == {"no CG view": 1}
+    with pytest.raises(DiscoveryError, match="no MOF records"):
+        benchmark_cg_assembly(tmp_path / "structures" / "missing")

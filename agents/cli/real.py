@@ -1,4 +1,5 @@
-"""Commands on real MOFs' building units: ``discovery decompose`` and ``discovery benchmark decompose``."""
+"""Commands on real MOFs' building units: ``discovery decompose``, ``discovery benchmark decompose`` and
+``discovery benchmark cg-assembly``."""
 
 from __future__ import annotations
 
@@ -74,6 +75,13 @@ def cmd_benchmark_decompose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark_cg_assembly(args: argparse.Namespace) -> int:
+    from discovery.generator.assembly_bench import benchmark_cg_assembly
+
+    print(json.dumps(benchmark_cg_assembly(args.data, n=args.n, seed=args.seed, progress=not args.json), indent=2))
+    return 0
+
+
 def register(sub, bench, add) -> None:
     sp = add(sub, "decompose", cmd_decompose,
              "cut MOFs (CIF or JSON) into building units: topology, units, CG view, reassembly check")
@@ -90,3 +98,8 @@ def register(sub, bench, add) -> None:
     sp.add_argument("--workers", type=positive_int)
     sp.add_argument("--timeout", type=positive_float, default=300.0, help="seconds per structure")
     sp.add_argument("--out", help="keep the imported dataset here (default: a temporary directory)")
+    sp = add(bench, "cg-assembly", cmd_benchmark_cg_assembly,
+             "the generator's assembler on MOFs' own CG views, without and with their orientations")
+    sp.add_argument("data", help="an imported dataset (its structures/*.json) or a folder of MOF records")
+    sp.add_argument("--n", type=positive_int, default=30)
+    sp.add_argument("--seed", type=non_negative_int, default=0)

@@ -41,7 +41,8 @@ def _locate(beads: Beads, pairs: Pairs, allow_reflection: bool) -> tuple[np.ndar
         if not mine.any():
             continue
         # The nearest neighbours relative to how far the two beads' arms reach.
-        ratio = np.linalg.norm(vectors[mine], axis=1) / (beads.arms[i] + beads.arms[other[mine]])
+        # (floored: two one-point units of a real MOF have arms of zero)
+        ratio = np.linalg.norm(vectors[mine], axis=1) / np.maximum(beads.arms[i] + beads.arms[other[mine]], 1e-6)
         u = vectors[mine][np.argsort(ratio)[: 2 * len(v) + 2]]
         rotation, score = _point_at(v, u)
         if allow_reflection and beads.chiral[i]:

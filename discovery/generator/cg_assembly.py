@@ -58,6 +58,10 @@ class CGAssemblySettings:
     # candidate bonds
     neighbour_margin: float = 2.0  # bead pairs farther apart than their arm lengths plus this never bond
     edge_edge_bonds: bool = False  # as in pormake nets, a linker bonds only to nodes
+    # more candidate CP pairs than this refuse the sample: pormake's MOFs have at most ~800, real MOFs a median
+    # of ~3,000, but a rod or sheet unit with arms across the cell (300 CPs, arms of 37 A) gave 11 million
+    # and an annealing that ran for hours
+    max_candidate_pairs: int = 200_000
     allow_reflection: bool = False  # let BBs with a chiral CP set be placed mirrored (see module doc)
     # 1. annealing
     # 4 x 150 (not 8 x 250): on 40 generated samples the same validity (23 vs 21 valid) at 0.56 instead of
@@ -242,6 +246,11 @@ def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords
     if len(pairs.a) == 0:
         return fail(f"all {n_cp} connection points unpaired: no two beads are close enough to bond",
                     at_beads=tuple(range(len(beads.bbs))))
+    if len(pairs.a) > settings.max_candidate_pairs:
+        widest = int(np.argmax(beads.arms))
+        return fail(f"too many candidate bonds: {len(pairs.a)} connection-point pairs (limit "
+                    f"{settings.max_candidate_pairs}); unit {beads.bbs[widest].id} reaches {beads.arms[widest]:.1f} A "
+                    "from its centre, across the cell (a rod or a sheet)", at_beads=(widest,))
     fits = search(beads, pairs, settings, np.random.default_rng(seed), orientations)
     if fits[0].n_unpaired:
         return fail(f"{fits[0].n_unpaired} of {n_cp} connection points unpaired: no partner within "

@@ -60,7 +60,7 @@ def _rotations_onto(v: np.ndarray, w: np.ndarray, tol: float) -> Iterator[np.nda
     a = int(np.argmax(norms))
     cross = np.linalg.norm(np.cross(w[a], w), axis=1)
     b = int(np.argmax(cross))
-    if cross[b] < 1e-3 * norms[a] ** 2:
+    if cross[b] <= 1e-3 * norms[a] ** 2:  # (<=: CPs all at the centre, a one-point unit of a real MOF)
         yield np.eye(3)  # collinear points: the mirror image is a rotation away, and the spin is free
         return
     target = _frame(w[a], w[b])
