@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -39,11 +40,23 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def _worker_loop(fn: Callable[[Any], Any], conn: Connection) -> None:
+def _limit_threads(threads: int) -> None:
+    """Cap this process's numeric threads (torch, BLAS, OpenMP). Workers share the cores: a worker whose torch
+    runs a thread per core contends with the others, and its CPU seconds (the cost the oracle reports) grew
+    1.6x for the same grids. The variable covers libraries imported later; torch, if already imported, is
+    told directly."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _worker_loop(fn: Callable[[Any], Any], conn: Connection, threads: int = 1) -> None:
     # a process group of its own, so that killing an overrunning worker also kills the programs it started
     # (Zeo++ and EQeq run in child processes; orphaned, they went on for minutes with a core each)
     if hasattr(os, "setpgrp"):
         os.setpgrp()
+    _limit_threads(threads)
     try:
         while (item := conn.recv()) is not None:
             try:
@@ -56,9 +69,10 @@ def _worker_loop(fn: Callable[[Any], Any], conn: Connection) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, ctx, fn: Callable[[Any], Any], threads: int = 1) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_loop, args=(fn, child), daemon=True)
+        self.threads = threads
+        self.proc = ctx.Process(target=_worker_loop, args=(fn, child, threads), daemon=True)
         self.proc.start()
         child.close()
         self.item: Any = None
@@ -85,7 +99,8 @@ def map_with_timeout(fn: Callable[[Any], Any], items: Iterable[Any], *, timeout:
     """Yield ``(item, fn(item))`` in completion order; a failed item yields ``(item, TaskFailure)``.
 
     ``fn`` must be a module-level function (workers are spawned, not forked, so that threads of the
-    parent, e.g. from torch, are not copied into them).
+    parent, e.g. from torch, are not copied into them). Each worker gets an equal share of the cores for its
+    numeric threads (one each when there are as many workers as cores).
     """
     pending = list(items)[::-1]
     n_total = len(pending)
@@ -93,8 +108,10 @@ def map_with_timeout(fn: Callable[[Any], Any], items: Iterable[Any], *, timeout:
     pool: list[_Worker] = []
     bar = tqdm(total=n_total, desc=desc, disable=not progress, unit="item", dynamic_ncols=True)
     try:
-        for _ in range(min(workers or default_workers(), n_total)):
-            pool.append(_Worker(ctx, fn))
+        n_workers = min(workers or default_workers(), n_total)
+        threads = max(1, default_workers() // max(1, n_workers))
+        for _ in range(n_workers):
+            pool.append(_Worker(ctx, fn, threads))
         busy: dict[Connection, _Worker] = {}
         crashes = 0
         while pending or busy:
@@ -131,7 +148,7 @@ def map_with_timeout(fn: Callable[[Any], Any], items: Iterable[Any], *, timeout:
 
 def _replace(ctx, fn: Callable[[Any], Any], w: _Worker) -> _Worker:
     w.kill()
-    return _Worker(ctx, fn)
+    return _Worker(ctx, fn, w.threads)
 
 
 def _next_deadline(workers: Iterable[_Worker], timeout: float) -> float:

@@ -21,7 +21,21 @@ def _work(x):
         os._exit(3)  # a worker dying mid-task, as a C extension calling exit() would
     if x == "error":
         raise ValueError("bad item")
+    if x == "threads":
+        import torch
+
+        return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
     return x * 2
+
+
+def test_workers_share_the_cores_for_their_numeric_threads(monkeypatch):
+    """As many workers as cores: one torch thread each (more only contend and inflate the CPU seconds);
+    one worker on two cores: two."""
+    import discovery.parallel as parallel
+
+    monkeypatch.setattr(parallel, "default_workers", lambda: 2)
+    assert dict(map_with_timeout(_work, ["threads", "threads"], workers=2, progress=False))["threads"] == ("1", 1)
+    assert dict(map_with_timeout(_work, ["threads"], workers=1, progress=False))["threads"] == ("2", 2)
 
 
 def test_failures_are_reported_and_the_batch_carries_on():
