@@ -4,7 +4,7 @@ Each structure's henry level runs on both engines with the same charges, target 
 and the grid engine, ``discovery.oracle.adsorption.widom``); per structure and charge model the two K_H of
 CO2 and N2, their relative difference, each engine's CPU seconds and the speedup. The box (supercell,
 charges, blocked pockets) is the same for both and its cost is left out: each record's ``engine_cpu_s`` is
-what the engine itself spent (RASPA3's runs; the grids and the insertions).
+what the engine itself spent (RASPA3's runs; the grids and the insertions), on one thread each.
 
 ``discovery benchmark oracle --grid-check``: the grid engine against direct summation on its own
 insertions (``check_grids``), which isolates the grids' error from RASPA3's sampling noise.
@@ -28,6 +28,19 @@ def compare_engines(structures: dict[str, MOF], charges: Iterable[tuple[str, str
     """Both engines on every (structure, charge model); ``published``: (name, label) -> reference row.
     ``max_cycles`` caps RASPA3's Widom cycles; the grid's insertion cap scales with it (2,000,000 per 5,000
     cycles), so that a tighter ``target`` is not met by one engine and capped on the other."""
+    import torch
+
+    # one thread, as RASPA3 runs and as each worker of a labelling or campaign pool runs (one per core): a
+    # thread per core here spent ~1.6x the CPU seconds on the same grids
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _summary(_compare(structures, charges, published, grid_spacing, target, max_cycles, progress))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare(structures, charges, published, grid_spacing, target, max_cycles, progress) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from discovery.oracle.core import Oracle
@@ -46,7 +59,7 @@ def compare_engines(structures: dict[str, MOF], charges: Iterable[tuple[str, str
             result = oracle.evaluate(mof, ("henry",))
             found[engine] = (result, result.properties.get("henry", {}).get("engine_cpu_s", 0.0))
         rows.append(_row(name, label, found, (published or {}).get((name, label))))
-    return _summary(rows)
+    return rows
 
 
 def _row(name: str, label: str, found: dict, reference: dict | None) -> dict[str, Any]:
@@ -73,7 +86,7 @@ def _row(name: str, label: str, found: dict, reference: dict | None) -> dict[str
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     both = [r for r in rows if "speedup_vs_raspa" in r]
     diffs = [abs(r[f"diff_{g}"]) for r in both for g in ("co2", "n2")]
-    out: dict[str, Any] = {"rows": rows, "compared": len(both)}
+    out: dict[str, Any] = {"rows": rows, "compared": len(both), "grid_threads": 1}
     if both:
         out.update(max_abs_diff=max(diffs), mean_abs_diff=round(sum(diffs) / len(diffs), 4),
                    grid_cpu_s_per_mof=round(sum(r["grid_cpu_s"] for r in both) / len(both), 2),
