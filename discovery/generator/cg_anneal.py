@@ -164,8 +164,8 @@ def random_state(beads: Beads, settings: CGAssemblySettings, rng: np.random.Gene
 def initial_state(beads: Beads, pairs: Pairs, settings: CGAssemblySettings, rng: np.random.Generator,
                   hints: Sequence[np.ndarray | None] | None = None) -> State:
     """Restart 0 starts from the neighbour-direction guess, the others from random orientations.
-    ``hints``: per bead a known orientation (3 x 3, library frame -> placed; None: unknown), e.g. the parent's
-    where an edit kept its unit: restart 0 takes them in place of the guess for those beads."""
+    ``hints``: per bead a known orientation (3 x 3, library frame -> placed; None: unknown), e.g. a decomposed
+    MOF's own: restart 0 takes them in place of the guess for those beads."""
     state = random_state(beads, settings, rng)
     q, hand = _locate(beads, pairs, settings.allow_reflection)
     for i, rotation in enumerate(hints or ()):

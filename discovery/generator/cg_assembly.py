@@ -226,7 +226,7 @@ def assemble_cg(lattice, bb_ids: Sequence[str], *, frac_coords=None, cart_coords
 
     Give exactly one of ``frac_coords`` / ``cart_coords`` (B x 3). ``orientations``: per bead a known
     orientation to start from (3 x 3, library frame -> placed, as ``Bead.orientation``; None where unknown),
-    e.g. a real parent's from its decomposition where an edit kept the unit. Raises UnknownBuildingBlockError for
+    e.g. a decomposed MOF's own. Raises UnknownBuildingBlockError for
     an unknown BB id and CGAssemblyError for malformed input; a sample that cannot be assembled returns
     a result with ``mof=None`` and a message (see the module docstring)."""
     start = time.process_time()
