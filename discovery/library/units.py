@@ -152,12 +152,17 @@ def assembly_form(bb: BuildingBlock) -> BuildingBlock:
     bonds and atoms are unchanged; pormake's blocks are returned as they are."""
     if is_pormake(bb.id):
         return bb
+    # every sample's every bead comes through here: whole-array work, not a loop over bonds per X
+    bonds = np.asarray(bb.bonds, dtype=int).reshape(-1, 2)
+    is_x = np.zeros(len(bb.symbols), dtype=bool)
+    is_x[list(bb.connection_point_indices)] = True
+    first_is_x = is_x[bonds[:, 0]]
+    touching = first_is_x | is_x[bonds[:, 1]]
+    x = np.where(first_is_x, bonds[:, 0], bonds[:, 1])[touching]
+    anchor = np.where(first_is_x, bonds[:, 1], bonds[:, 0])[touching]
+    single = (np.bincount(x, minlength=len(is_x)) == 1)[x]  # an X with one bond: its anchor is defined
     positions = bb.positions.copy()
-    bonds = np.asarray(bb.bonds).reshape(-1, 2)
-    for x in bb.connection_point_indices:
-        anchors = [int(b) if a == x else int(a) for a, b in bonds if x in (a, b)]
-        if len(anchors) == 1:
-            positions[x] = (bb.positions[x] + bb.positions[anchors[0]]) / 2
+    positions[x[single]] = (bb.positions[x[single]] + bb.positions[anchor[single]]) / 2
     return BuildingBlock(id=bb.id, symbols=bb.symbols, positions=positions,
                          connection_point_indices=bb.connection_point_indices, bonds=bb.bonds)
 
