@@ -317,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compare-engines", action="store_true",
                     help="instead: the henry level on RASPA3 and on the grid engine, per structure and charge model")
     sp.add_argument("--grid-check", action="store_true",
-                    help="instead: the grid engine's K_H against direct summation on the same insertions (no RASPA3)")
+                    help="instead: the grid engine's K_H against reference energies on the same insertions")
+    sp.add_argument("--against", choices=("direct", "raspa"), default="direct",
+                    help="with --grid-check: direct summation (default) or RASPA3's own energy function")
     sp.add_argument("--names", help="with --compare-engines or --grid-check: comma-separated reference structures")
     sp.add_argument("--cifs", help="with --compare-engines or --grid-check: a folder of CIFs, not the reference set")
     sp.add_argument("--limit", type=positive_int, help="with --cifs: a random sample of this many (seeded)")

@@ -188,7 +188,8 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
 
 # ---- benchmark ---------------------------------------------------------------------------------
 def _engine_checks(args: argparse.Namespace) -> int:
-    """--compare-engines (RASPA3 against the grid engine) or --grid-check (the grids against direct sums)."""
+    """--compare-engines (RASPA3 against the grid engine) or --grid-check (the grids against direct sums or
+    RASPA3's energies)."""
     from discovery.oracle.engine_benchmark import (
         CHARGES,
         check_grids,
@@ -214,7 +215,7 @@ def _engine_checks(args: argparse.Namespace) -> int:
         raise DiscoveryError(f"{flag} needs --reference DIR or --cifs DIR")
     models = [(c, labels[c]) for c in wanted]
     if args.grid_check:
-        result = check_grids(structures, models, args.grid_spacing)
+        result = check_grids(structures, models, args.grid_spacing, against=args.against)
     else:
         result = compare_engines(structures, models, published, args.grid_spacing, target=args.target,
                                  max_cycles=args.max_cycles)
@@ -223,6 +224,8 @@ def _engine_checks(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
+    if args.against != "direct" and not args.grid_check:
+        raise DiscoveryError("--against chooses the reference of --grid-check; add --grid-check")
     if args.compare_engines or args.grid_check:
         return _engine_checks(args)
     if not args.reference:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -127,20 +128,27 @@ class GridCheck:
     insertions: int
     summed: int
     cpu_s: float
+    reference: str = "direct sums"  # or "raspa3": RASPA3's own energies (``raspa.MoleculeEnergies``)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+Energies = Callable[[np.ndarray], np.ndarray]  # (n, guest sites, 3) Cartesian positions -> n energies (K)
+
+
 def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = WidomSettings(),
                insertions: int = 50_000, picks: int = 4_000, overlaps: int = 1_000,
-               sums: DirectSums | None = None) -> GridCheck:
+               sums: DirectSums | None = None, energies: Energies | None = None,
+               reference: str = "direct sums") -> GridCheck:
     """``insertions`` seeded insertions of ``guest`` (the engine's own sampling) and their K_H from the
     grids; the same K_H from direct sums, estimated without summing them all: ``picks`` insertions drawn
     in proportion to their grid weight give sum(W_direct) / sum(W_grid) as the mean of W_direct / W_grid
     (unbiased, and precise where the two agree), and a uniform sample of ``overlaps`` of the insertions the
     grid calls overlaps adds what the direct sums give those. ``sums``: the framework's direct sums, when
-    several guests are checked on the same grids (their k-vectors are set up once)."""
+    several guests are checked on the same grids (their k-vectors are set up once). ``energies``: another
+    reference energy of the whole guest at its sites' positions (Cartesian, the framework's frame), named
+    ``reference`` in the result; RASPA3's own is ``raspa.MoleculeEnergies``."""
     t0 = time.process_time()
     sampler = Sampler(grids, guest, settings, torch.Generator(device=grids.settings.device).manual_seed(settings.seed))
     centre_frac, axis, factor = sampler.draw(insertions)
@@ -153,8 +161,10 @@ def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = Widom
     zero = np.flatnonzero(w_grid == 0)
     sampled_zero = rng.choice(zero, size=min(overlaps, len(zero)), replace=False)
     chosen = np.unique(np.concatenate([weighted, sampled_zero]))
-    sums = sums or DirectSums(grids.framework, grids.settings.cutoff_A)
-    direct = dict(zip(chosen, _direct_energies(sums, guest, sampler, centre_frac[chosen], axis[chosen])))
+    if energies is None:
+        energies = direct_energies(sums or DirectSums(grids.framework, grids.settings.cutoff_A), guest)
+    found = _reference_energies(energies, guest, sampler, grids.framework.lattice, centre_frac[chosen], axis[chosen])
+    direct = dict(zip(chosen, found))
     w_direct = lambda i: math.exp(-max(direct[i], -1e5) / T) * factor_np[i]  # noqa: E731
     ratios = np.array([w_direct(i) / w_grid[i] for i in weighted])
     missed = sum(w_direct(i) for i in sampled_zero) * len(zero) / max(len(sampled_zero), 1)
@@ -171,24 +181,32 @@ def grid_check(grids: EnergyGrids, guest: Guest, settings: WidomSettings = Widom
                      ratio_ci95=1.96 * math.sqrt(squares) / direct_total if direct_total > 0 else math.nan,
                      weighted_abs_error_K=float(error.mean()) if len(error) else math.nan,
                      p95_abs_error_K=float(np.percentile(error, 95)) if len(error) else math.nan,
-                     insertions=insertions, summed=len(chosen), cpu_s=time.process_time() - t0)
+                     insertions=insertions, summed=len(chosen), cpu_s=time.process_time() - t0, reference=reference)
 
 
-def _direct_energies(sums: DirectSums, guest: Guest, sampler: Sampler, centre_frac: torch.Tensor,
-                     axis: torch.Tensor) -> np.ndarray:
-    """The guest's energy (K) at the given insertions by direct summation; blocked pockets as the grid
-    engine blocks them (+inf)."""
-    fw = sums.fw
-    centre = centre_frac.double().cpu().numpy() @ fw.lattice
+def direct_energies(sums: DirectSums, guest: Guest) -> Energies:
+    """The guest's energy (K) by direct summation: Lennard-Jones of each site plus its charge times the
+    framework's potential."""
+    with_charges = sums.fw.charged and any(s.charge for s in guest.sites)
+
+    def energy(sites: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(sites))
+        for k, site in enumerate(guest.sites):
+            if site.lj is not None:
+                total += sums.lj(site, sites[:, k])
+            if with_charges and site.charge:
+                total += site.charge * sums.potential(sites[:, k])
+        return total
+    return energy
+
+
+def _reference_energies(energies: Energies, guest: Guest, sampler: Sampler, lattice: np.ndarray,
+                        centre_frac: torch.Tensor, axis: torch.Tensor) -> np.ndarray:
+    """``energies`` at the given insertions; blocked pockets as the grid engine blocks them (+inf)."""
+    centre = centre_frac.double().cpu().numpy() @ lattice
     unit = axis.double().cpu().numpy()
-    energy = np.zeros(len(centre))
-    with_charges = fw.charged and any(s.charge for s in guest.sites)
-    for site in guest.sites:
-        points = centre + site.z * unit
-        if site.lj is not None:
-            energy += sums.lj(site, points)
-        if with_charges and site.charge:
-            energy += site.charge * sums.potential(points)
+    sites = centre[:, None, :] + np.array([s.z for s in guest.sites])[None, :, None] * unit[:, None, :]
+    energy = np.array(energies(sites), dtype=float)
     if sampler.pockets is not None:
         energy[sampler.in_pocket(centre_frac).cpu().numpy()] = math.inf
     return energy
