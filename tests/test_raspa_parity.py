@@ -65,3 +65,15 @@ def test_against_needs_the_grid_check(capsys):
 
     assert main(["benchmark", "oracle", "--against", "raspa", "--compare-engines", "--cifs", "x"]) == 2
     assert "--against chooses the reference of --grid-check" in capsys.readouterr().err
+
+
+def test_grid_check_reports_a_structure_the_oracle_refuses_and_goes_on():
+    from discovery.oracle.engine_benchmark import check_grids
+
+    lattice = Lattice([[9.0, 0.0, 0.0], [2.5, 10.0, 0.0], [1.5, -2.0, 11.0]])
+    species, frac = ["Zn", "O", "C", "O"], [[0.1, 0.2, 0.3], [0.55, 0.5, 0.45], [0.8, 0.15, 0.7], [0.3, 0.8, 0.9]]
+    good = MOF("good", Structure(lattice, species, frac))
+    bad = MOF("bad", Structure(lattice, species, [*frac[:3], [0.805, 0.15, 0.7]]))  # two atoms 0.05 A apart
+    out = check_grids({"good": good, "bad": bad}, [("none", "none")], insertions=5_000, progress=False)
+    assert [(r["structure"], r["guest"]) for r in out["rows"]] == [("good", "CO2"), ("good", "N2")]
+    assert [f["structure"] for f in out["failed"]] == ["bad"] and "overlap" in out["failed"][0]["error"]

@@ -117,12 +117,16 @@ def check_grids(structures: dict[str, MOF], charges: Iterable[tuple[str, str]] =
 
     if against not in REFERENCES:
         raise DiscoveryError(f"grid check: unknown reference {against!r}; use {' or '.join(REFERENCES)}")
-    rows = []
+    rows, failed = [], []
     jobs = [(name, mof, c) for name, mof in sorted(structures.items()) for c in charges]
     for name, mof, (charge, label) in tqdm(jobs, desc="grid check", disable=not progress):
         if charge == "cif" and mof.charges is None:
             continue
-        box = Oracle(OracleSettings(charges=charge)).box(mof)
+        try:  # a structure the oracle refuses (overlapping atoms, charges EQeq cannot give) is reported, not fatal
+            box = Oracle(OracleSettings(charges=charge)).box(mof)
+        except DiscoveryError as exc:
+            failed.append({"structure": name, "charges": label, "error": str(exc)})
+            continue
         fw = Framework.from_box(box)
         grids = energy_grids(fw, [s for g in (CO2, N2) for s in g.sites], GridSettings(spacing_A=grid_spacing))
         sums = DirectSums(fw, grids.settings.cutoff_A) if against == "direct" else None
@@ -135,7 +139,7 @@ def check_grids(structures: dict[str, MOF], charges: Iterable[tuple[str, str]] =
                                    energies=MoleculeEnergies(box, guest), reference="raspa3")
             found = found.to_dict()
             rows.append({"structure": name, "charges": label, **found, "ratio": round(found["ratio"], 5)})
-    out: dict[str, Any] = {"rows": rows, "grid_spacing_A": grid_spacing, "reference": against}
+    out: dict[str, Any] = {"rows": rows, "failed": failed, "grid_spacing_A": grid_spacing, "reference": against}
     if rows:
         deviations = [abs(r["ratio"] - 1.0) for r in rows]
         out.update(max_abs_deviation=round(max(deviations), 5), mean_abs_deviation=round(float(np.mean(deviations)), 5))
