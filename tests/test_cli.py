@@ -80,6 +80,14 @@ def test_dataset_label_is_resumable(irmof1, tmp_path, capsys):
     assert main(args) == 0  # a rerun finds everything done and appends nothing
     assert len(labels.read_text().splitlines()) == 2
     assert main(["dataset", "label", str(tmp_path / "nowhere"), "--charges", "none"]) == 2
+    capsys.readouterr()
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# the paired set\npcu+N16+E14\n")
+    assert main([*args, "--ids", str(ids)]) == 0  # only the listed structure
+    assert json.loads(capsys.readouterr().out)["structures"] == 1
+    ids.write_text("pcu+N16+E14\nnbo+N1+E1\n")
+    assert main([*args, "--ids", str(ids)]) == 2
+    assert "1 id(s) not in the dataset, e.g. ['nbo+N1+E1']" in capsys.readouterr().err
 
 
 def test_oracle_flags_are_the_settings_with_their_defaults(capsys):

@@ -174,6 +174,8 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
     properties = _levels(args.properties)
     out = Path(args.dir) / "labels" / f"{args.charges}.jsonl"
     out.parent.mkdir(exist_ok=True)
+    if args.ids:
+        structures = _listed(structures, args.ids)
     paths = [str(p) for p in structures[: args.limit]]
     rows = evaluate_files(paths, properties, oracle_settings(args), out=str(out), workers=args.workers,
                           timeout_s=args.timeout, progress=not args.json, retry_failed=args.retry_failed)
@@ -184,6 +186,23 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
                "charges": args.charges}
     _print(summary, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
     return 0
+
+
+def _listed(structures: list[Path], ids_file: str) -> list[Path]:
+    """The dataset's structures named in ``ids_file`` (one id per line, blank lines and # comments skipped),
+    in the file's order; an id the dataset lacks is an error that names it."""
+    try:
+        lines = Path(ids_file).read_text().splitlines()
+    except OSError as exc:
+        raise DiscoveryError(f"--ids: cannot read {ids_file}: {exc.strerror}") from None
+    ids = list(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")))
+    by_id = {p.stem: p for p in structures}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise DiscoveryError(f"--ids: {len(missing)} id(s) not in the dataset, e.g. {missing[:3]}")
+    if not ids:
+        raise DiscoveryError(f"--ids: {ids_file} lists no structure")
+    return [by_id[i] for i in ids]
 
 
 # ---- benchmark ---------------------------------------------------------------------------------
