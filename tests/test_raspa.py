@@ -185,7 +185,13 @@ def test_next_run_is_sized_by_the_rule_and_never_passes_the_cap():
     assert next_cycles(0.0501, 0.05, 1000, 5000) >= 100  # at least 10 % of the cycles done
     assert next_cycles(0.5, 0.05, 500, 5000) == 4500 and next_cycles(float("inf"), 0.05, 500, 5000) == 4500
     assert pool([(100, 2.0, 0.3)]) == (2.0, 0.3)  # one run: unchanged
-    assert pool([(100, 1.0, 0.2), (300, 2.0, 0.1)]) == pytest.approx((1.75, np.hypot(20, 30) / 400))
+    assert pool([(100, 1.0, 0.2), (300, 1.1, 0.1)]) == pytest.approx((1.075, np.hypot(20, 30) / 400))  # agree
+    # runs 4-8 of their own sigmas apart: their intervals are too small, the pooled one is scaled (PDG)
+    mean, half = pool([(100, 1.0, 0.2), (300, 2.0, 0.1)])
+    sigma = np.array([0.2, 0.1]) / 1.96
+    chi2 = float(np.sum(((np.array([1.0, 2.0]) - 1.75) / sigma) ** 2))
+    assert mean == pytest.approx(1.75) and half == pytest.approx(np.hypot(20, 30) / 400 * np.sqrt(chi2))
+    assert half > 0.5  # wide enough to contain both runs' values
 
 
 def test_eqeq_charges_are_neutral_and_chemically_sensible(irmof1):

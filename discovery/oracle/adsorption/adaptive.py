@@ -36,12 +36,29 @@ class AdaptiveRuns(Generic[R]):
 
 def pool(estimates: Sequence[tuple[int, float, float]]) -> tuple[float, float]:
     """Cycle-weighted mean of independent estimates ``(cycles, value, ci95)`` and the 95 % half-width of that
-    mean. One estimate comes back unchanged (bit for bit: results that needed one run stay as they were)."""
+    mean. One estimate comes back unchanged (bit for bit: results that needed one run stay as they were).
+
+    Runs that disagree beyond their own intervals (chi-square above its 95th percentile) show that those
+    intervals are too small, as RASPA3's Widom runs are on charged frameworks, where a rare heavy insertion
+    decides K_H (docs/oracle.md): the pooled half-width is then scaled by sqrt(chi2 / (runs - 1)), the
+    Particle Data Group's scale factor, so that the result does not claim a target it has not met."""
     if len(estimates) == 1:
         return estimates[0][1], estimates[0][2]
     n = sum(c for c, _, _ in estimates)
     mean = sum(c * v for c, v, _ in estimates) / n
-    return mean, math.hypot(*(c * h for c, _, h in estimates)) / n
+    return mean, math.hypot(*(c * h for c, _, h in estimates)) / n * scale_factor(estimates, mean)
+
+
+def scale_factor(estimates: Sequence[tuple[int, float, float]], mean: float) -> float:
+    """1, or sqrt(chi2 / (k - 1)) when the k estimates' chi-square about ``mean`` is above its 95th percentile."""
+    from scipy.special import chdtri  # the chi-square quantile, without scipy.stats' second of imports
+
+    sigmas = [h / 1.96 for _, _, h in estimates]
+    if any(not (s > 0) for s in sigmas):  # an estimate without a usable interval: nothing to test against
+        return 1.0
+    chi2 = sum(((v - mean) / s) ** 2 for (_, v, _), s in zip(estimates, sigmas))
+    dof = len(estimates) - 1
+    return math.sqrt(chi2 / dof) if chi2 > float(chdtri(dof, 0.05)) else 1.0
 
 
 def relative(value: float, ci95: float) -> float:
