@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import pytest
@@ -88,6 +89,12 @@ def test_dataset_label_is_resumable(irmof1, tmp_path, capsys):
     ids.write_text("pcu+N16+E14\nnbo+N1+E1\n")
     assert main([*args, "--ids", str(ids)]) == 2
     assert "1 id(s) not in the dataset, e.g. ['nbo+N1+E1']" in capsys.readouterr().err
+    table = tmp_path / "pool.jsonl.gz"  # a pool table's MOFs, labelled again: the ones the dataset lacks are skipped
+    with gzip.open(table, "wt") as fh:
+        fh.write("\n".join(json.dumps(r) for r in ({"format": 1}, {"id": "nbo+N1+E1"}, {"id": "pcu+N16+E14"})))
+    assert main([*args, "--ids", str(table)]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["structures"] == 1 and "1 of the table's 2 MOFs are not in the dataset" in out.err
 
 
 def test_oracle_flags_are_the_settings_with_their_defaults(capsys):

@@ -283,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
     sp.add_argument("--properties", default="henry", help="comma-separated oracle levels (default: henry)")
     sp.add_argument("--limit", type=positive_int, help="label only the first N structures (in name order)")
-    sp.add_argument("--ids", help="a file of structure ids, one per line: label these, in this order (--limit: "
-                                  "the first N of them)")
+    sp.add_argument("--ids", help="label these, in this order (--limit: the first N of them): a file of structure "
+                                  "ids, one per line, or a pool table (a committed name such as design, or a "
+                                  ".jsonl.gz path) to label its MOFs again")
     sp.add_argument("--workers", type=positive_int)
     sp.add_argument("--timeout", type=positive_float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     sp.add_argument("--retry-failed", action="store_true", help="compute failed labels again")

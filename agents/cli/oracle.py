@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -188,21 +189,37 @@ def cmd_dataset_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listed(structures: list[Path], ids_file: str) -> list[Path]:
-    """The dataset's structures named in ``ids_file`` (one id per line, blank lines and # comments skipped),
-    in the file's order; an id the dataset lacks is an error that names it."""
-    try:
-        lines = Path(ids_file).read_text().splitlines()
-    except OSError as exc:
-        raise DiscoveryError(f"--ids: cannot read {ids_file}: {exc.strerror}") from None
-    ids = list(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")))
+def _listed(structures: list[Path], ids: str) -> list[Path]:
+    """The dataset's structures named by ``ids``, in its order: a file of ids (one per line, blank lines and
+    # comments skipped; an id the dataset lacks is an error that names it), or a pool table (a committed
+    name such as ``design``, or a ``.jsonl.gz`` path: its MOFs, to label them again with other settings; the
+    ones the dataset lacks are reported and skipped)."""
     by_id = {p.stem: p for p in structures}
-    missing = [i for i in ids if i not in by_id]
-    if missing:
+    wanted, table = _wanted_ids(ids)
+    missing = [i for i in wanted if i not in by_id]
+    if missing and not table:
         raise DiscoveryError(f"--ids: {len(missing)} id(s) not in the dataset, e.g. {missing[:3]}")
-    if not ids:
-        raise DiscoveryError(f"--ids: {ids_file} lists no structure")
-    return [by_id[i] for i in ids]
+    if missing:
+        print(f"--ids: {len(missing)} of the table's {len(wanted)} MOFs are not in the dataset (e.g. "
+              f"{', '.join(missing[:3])}): skipped", file=sys.stderr)
+    listed = [by_id[i] for i in wanted if i in by_id]
+    if not listed:
+        raise DiscoveryError(f"--ids: {ids} names no structure of the dataset")
+    return listed
+
+
+def _wanted_ids(ids: str) -> tuple[list[str], bool]:
+    """The ids ``ids`` names, and whether it named a pool table."""
+    from discovery.pool import POOLS, read_table
+
+    if ids in POOLS or ids.endswith(".jsonl.gz"):
+        _, rows = read_table(POOLS.get(ids, ids))
+        return list(dict.fromkeys(r["id"] for r in rows)), True
+    try:
+        lines = Path(ids).read_text().splitlines()
+    except OSError as exc:
+        raise DiscoveryError(f"--ids: cannot read {ids}: {exc.strerror}") from None
+    return list(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))), False
 
 
 # ---- benchmark ---------------------------------------------------------------------------------
