@@ -148,6 +148,17 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_rebuild(args: argparse.Namespace) -> int:
+    from agents.cli.oracle import wanted_ids
+    from discovery.library.rebuild import rebuild_dataset
+
+    ids = wanted_ids(args.ids)[0] if args.ids else None
+    summary = rebuild_dataset(args.table, args.out, ids=ids, workers=args.workers, progress=not args.json)
+    _print(summary, args.json, lambda s: f"{s['structures']} MOFs of the {s['source']} in {args.out}; "
+                                         f"{len(s['failed'])} failed")
+    return 2 if summary["failed"] else 0
+
+
 def cmd_dataset_import(args: argparse.Namespace) -> int:
     from discovery.library.importer import core_mof_names, import_structures, unpack_core_mof
 
@@ -265,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp = add(ds, "rebuild", cmd_dataset_rebuild,
+             "a pool table's design-space MOFs, reassembled from their recipes, as a dataset directory to label "
+             "again with other settings (resumable)")
+    sp.add_argument("table", help="a committed pool table by name (design) or a .jsonl.gz path")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--ids", help="only these: a file of ids, one per line, or another pool table")
+    sp.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     sp = add(ds, "import", cmd_dataset_import,
              "real MOFs into a dataset directory: CoRE MOF 2019 or a folder of CIFs, checked (resumable)")
     sp.add_argument("source", help="`core-mof` (the CoRE MOF wheel) or a folder of CIF files")

@@ -195,7 +195,7 @@ def _listed(structures: list[Path], ids: str) -> list[Path]:
     name such as ``design``, or a ``.jsonl.gz`` path: its MOFs, to label them again with other settings; the
     ones the dataset lacks are reported and skipped)."""
     by_id = {p.stem: p for p in structures}
-    wanted, table = _wanted_ids(ids)
+    wanted, table = wanted_ids(ids)
     missing = [i for i in wanted if i not in by_id]
     if missing and not table:
         raise DiscoveryError(f"--ids: {len(missing)} id(s) not in the dataset, e.g. {missing[:3]}")
@@ -208,7 +208,7 @@ def _listed(structures: list[Path], ids: str) -> list[Path]:
     return listed
 
 
-def _wanted_ids(ids: str) -> tuple[list[str], bool]:
+def wanted_ids(ids: str) -> tuple[list[str], bool]:
     """The ids ``ids`` names, and whether it named a pool table."""
     from discovery.pool import POOLS, read_table
 
