@@ -65,6 +65,32 @@ def test_the_discovery_curve_carries_the_top_1_percent_and_random_search(tmp_pat
     assert (tmp_path / "run" / "artifacts" / "discovery_curve.png").stat().st_size > 1000
 
 
+def test_the_reference_is_the_design_table_labelled_with_the_oracles_charges(tmp_path, monkeypatch):
+    """A campaign simulating with EQeq charges is judged against the EQeq-labelled design space, one without
+    charges against the uncharged one, and a campaign whose charges have no labelled table against none."""
+    import gzip
+
+    from discovery import pool
+    from discovery.campaign.parts import reference_values
+    from discovery.config import load_config
+
+    def table(charges, values):
+        path = tmp_path / f"{charges}.jsonl.gz"
+        with gzip.open(path, "wt") as fh:
+            for row in [{"format": 1, "charges": charges}, *({"id": f"m{k}", "labels": {"log10_kh_co2": v}}
+                                                              for k, v in enumerate(values))]:
+                fh.write(json.dumps(row) + "\n")
+        return path
+
+    monkeypatch.setattr(pool, "DESIGN_TABLES", {"none": table("none", [-5.0, -4.5]),
+                                                "eqeq": table("eqeq", [-4.0, -3.5, -3.0]),
+                                                "cif": tmp_path / "missing.jsonl.gz"})
+    seen = {c: reference_values(load_config(ROOT / "configs" / "quickstart.yaml", [f"oracle.charges={c}"]))
+            for c in ("none", "eqeq", "cif", "auto")}
+    assert sorted(seen["none"]) == [-5.0, -4.5] and sorted(seen["eqeq"]) == [-4.0, -3.5, -3.0]
+    assert seen["cif"] is None and seen["auto"] is None
+
+
 class FlakyTestOracle(Oracle):
     """Test double: crashes on its first call, then answers from the values it was given."""
 

@@ -178,6 +178,10 @@ def test_pools_merge_by_name_or_path(irmof1, tmp_path, capsys):
     assert resolve_table("mine.jsonl.gz").name == "mine.jsonl.gz"
     with pytest.raises(DiscoveryError, match="unknown pool 'hypo'"):
         pool_tables("hypo")
+    with pytest.MonkeyPatch.context() as mp:  # a named pool whose table is still being labelled
+        mp.setitem(POOLS, "design-eqeq", tmp_path / "pool_henry_eqeq_v1.jsonl.gz")
+        with pytest.raises(DiscoveryError, match="pool design-eqeq: its table pool_henry_eqeq_v1.jsonl.gz is not"):
+            pool_tables("design,design-eqeq")
     paths = []
     for name, ids in (("a", ["x", "y"]), ("b", ["z"])):
         rows = [{"id": i, "cg": irmof1.cg.to_dict(), "descriptors": GEOMETRY,

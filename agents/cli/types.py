@@ -50,5 +50,5 @@ def data_source(args: argparse.Namespace):
     return getattr(args, "data", None)
 
 
-POOL_HELP = ("committed pool tables by name: design (the design space), core (CoRE MOF 2019-ASR), or design,core "
-             "(both)")
+POOL_HELP = ("committed pool tables by name: design (the design space, no charges), design-eqeq (the design space, "
+             "EQeq charges; its table is being labelled), core (CoRE MOF 2019-ASR), or design,core (both)")

@@ -134,10 +134,10 @@ def top_threshold(config: CampaignConfig, targets: tuple[str, ...]) -> float | N
 
 def reference_values(config: CampaignConfig) -> np.ndarray | None:
     """The first objective's labelled values over a reference the campaign can be judged against: the
-    campaign's own table, or for a campaign whose oracle uses the same charges, the committed labelled
-    design space (``top_found`` counts MOFs as good as its top 1 %; the discovery curve draws what random
-    search would find in it). None where no reference applies."""
-    from discovery.pool import POOL_TABLE, read_table
+    campaign's own table, or the committed design space labelled with the campaign oracle's charges
+    (``top_found`` counts MOFs as good as its top 1 %; the discovery curve draws what random search would find
+    in it). None where no reference applies."""
+    from discovery.pool import design_table, read_table
 
     name = config.planner.objectives[0]
     table = load_table(config)
@@ -145,7 +145,10 @@ def reference_values(config: CampaignConfig) -> np.ndarray | None:
     if table is not None:
         rows = table.values()
     else:
-        header, rows = read_table(POOL_TABLE)
+        design = design_table(config.oracle.charges)
+        if design is None:
+            return None
+        header, rows = read_table(design)
         if header.get("charges") != config.oracle.charges:
             return None
     values = [r["labels"][name] for r in rows if name in r.get("labels", {})]
