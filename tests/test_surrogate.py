@@ -178,7 +178,7 @@ def test_pools_merge_by_name_or_path(irmof1, tmp_path, capsys):
     assert resolve_table("mine.jsonl.gz").name == "mine.jsonl.gz"
     with pytest.raises(DiscoveryError, match="unknown pool 'hypo'"):
         pool_tables("hypo")
-    with pytest.MonkeyPatch.context() as mp:  # a named pool whose table is still being labelled
+    with pytest.MonkeyPatch.context() as mp:  # a named pool whose table a checkout lacks
         mp.setitem(POOLS, "design-eqeq", tmp_path / "pool_henry_eqeq_v1.jsonl.gz")
         with pytest.raises(DiscoveryError, match="pool design-eqeq: its table pool_henry_eqeq_v1.jsonl.gz is not"):
             pool_tables("design,design-eqeq")
@@ -255,3 +255,24 @@ def test_the_committed_real_pool_is_self_contained():
     for r in rows:
         beads = {b["bb_id"] for b in (r.get("cg") or {}).get("beads", [])}
         assert all(is_pormake(b) or b in (r.get("units") or {}) for b in beads), r["id"]
+
+
+def test_the_committed_eqeq_pool_relabels_the_design_pool_with_charges():
+    # the uncharged table's MOFs (same blocks and descriptors), labelled by the grid engine with EQeq charges;
+    # CO2's quadrupole meets the framework's charges, N2's much weaker one barely: charges raise K_H(CO2)
+    # across the pool and leave K_H(N2) nearly where it was
+    from discovery.pool import POOLS
+
+    header, rows = read_table(POOLS["design-eqeq"])
+    assert header["n"] == len(rows) and header["charges"] == "eqeq"
+    assert header["oracle_settings"]["engine"] == "grid" and header["oracle_settings"]["charges"] == "eqeq"
+    plain = {r["id"]: r for r in read_table(POOLS["design"])[1]}
+    labelled = [r for r in rows if "log10_kh_co2" in r["labels"]]
+    assert len(labelled) >= 1600 and all(r["id"] in plain for r in rows)
+    assert 0 < sum(r.get("converged") is False for r in rows) < 0.02 * len(rows)  # cap-limited labels are marked
+    blocks = lambda r: sorted(b["bb_id"] for b in r["cg"]["beads"])  # noqa: E731  (positions: reassembled today)
+    assert all(blocks(r) == blocks(plain[r["id"]]) and r["descriptors"] == plain[r["id"]]["descriptors"] for r in rows)
+    shift = {t: np.array([r["labels"][t] - plain[r["id"]]["labels"][t] for r in labelled])
+             for t in ("log10_kh_co2", "log10_kh_n2")}
+    assert np.median(shift["log10_kh_co2"]) > 0.03 and np.mean(shift["log10_kh_co2"] > 0) > 0.8
+    assert abs(np.median(shift["log10_kh_n2"])) < np.median(shift["log10_kh_co2"]) / 2

@@ -51,4 +51,4 @@ def data_source(args: argparse.Namespace):
 
 
 POOL_HELP = ("committed pool tables by name: design (the design space, no charges), design-eqeq (the design space, "
-             "EQeq charges; its table is being labelled), core (CoRE MOF 2019-ASR), or design,core (both)")
+             "EQeq charges), core (CoRE MOF 2019-ASR), or design,core (both)")

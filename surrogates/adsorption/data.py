@@ -101,7 +101,9 @@ def table_rows(dataset: str | Path, charges: str = "none") -> Iterator[dict[str,
                            **{k: cached[mof_id][k] for k in PROBE_KEYS}}
             yield {"id": mof_id, "cg": compact_cg(mof.cg), **({"units": mof.units} if mof.units else {}),
                    "descriptors": descriptors,
-                   "labels": target_values(row), "failures": row.get("failures", {}), "cpu_s": row.get("cpu_s", {})}
+                   "labels": target_values(row), "failures": row.get("failures", {}), "cpu_s": row.get("cpu_s", {}),
+                   # a label whose Monte Carlo ended above its target (the insertion cap) says so
+                   **({"converged": False} if row.get("converged") is False else {})}
 
 
 def export_table(dataset: str | Path, out: str | Path, charges: str = "none") -> dict[str, Any]:
