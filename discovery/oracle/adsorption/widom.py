@@ -222,13 +222,16 @@ def interpolate(grid: torch.Tensor, frac: torch.Tensor, method: Interpolation = 
     linear = torch.zeros_like(value)
     lin_w = [(1 - t[:, d], t[:, d]) for d in range(3)]
     n0, n1, n2 = grid.shape
-    for a, wa in zip(offsets, weights[0]):
-        ia = (base[:, 0] + a) % n0
-        for b, wb in zip(offsets, weights[1]):
-            iab = ia * n1 + (base[:, 1] + b) % n1
+    # flat node index = i n1 n2 + j n2 + k: each axis's wrapped part once per offset, not once per node
+    ia = [((base[:, 0] + a) % n0) * (n1 * n2) for a in offsets]
+    ib = [((base[:, 1] + b) % n1) * n2 for b in offsets]
+    ic = [(base[:, 2] + c) % n2 for c in offsets]
+    for a, wa, ia_ in zip(offsets, weights[0], ia):
+        for b, wb, ib_ in zip(offsets, weights[1], ib):
+            iab = ia_ + ib_
             wab = wa * wb
-            for c, wc in zip(offsets, weights[2]):
-                node = flat[iab * n2 + (base[:, 2] + c) % n2]
+            for c, wc, ic_ in zip(offsets, weights[2], ic):
+                node = torch.take(flat, iab + ic_)
                 value += wab * wc * node
                 if method == "cubic" and a in (0, 1) and b in (0, 1) and c in (0, 1):
                     linear += lin_w[0][a] * lin_w[1][b] * lin_w[2][c] * node
