@@ -1,5 +1,6 @@
 import gzip
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -108,6 +109,23 @@ def test_bad_configs_and_targets_are_refused(irmof1):
     y[3, 0] = np.nan
     with pytest.raises(DiscoveryError, match="non-finite"):
         DeepEnsemble.fit(graphs, y, SMALL)
+
+
+def test_pooling_keeps_the_strongest_bead_and_old_models_load_with_the_mean(irmof1):
+    with pytest.raises(DiscoveryError, match="pooling"):
+        NetConfig(pooling="sum")
+    g = cg_graph(irmof1.cg, GEOMETRY, "x")
+    from torch_geometric.data import Batch
+
+    torch.manual_seed(0)
+    net = CrystalGNN(NetConfig(hidden=8, filters=8, gaussians=4)).eval()
+    with torch.no_grad():
+        h = net.embed(Batch.from_data_list([g]))
+    assert h.shape == (1, 3 * 8)  # mean, max, descriptors
+    # a saved config without the key is a model trained before the option: mean pooling, as it was trained
+    saved = {**EnsembleConfig().to_dict(), "net": {k: v for k, v in asdict(NetConfig()).items() if k != "pooling"}}
+    assert EnsembleConfig.from_dict(saved).net.pooling == "mean"
+    assert EnsembleConfig.from_dict({"members": 3}).net.pooling == "mean+max"
 
 
 def test_block_vectors_are_cached_only_in_eval_mode(irmof1):

@@ -63,7 +63,10 @@ class EnsembleConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "EnsembleConfig":
         d = dict(d)
-        net, graph = NetConfig(**d.pop("net", {})), GraphSettings(**d.pop("graph", {}))
+        net = d.pop("net", {})
+        if "pooling" not in net and "hidden" in net:  # a model saved before pooling was an option: the mean
+            net = {**net, "pooling": "mean"}
+        net, graph = NetConfig(**net), GraphSettings(**d.pop("graph", {}))
         if "targets" in d:
             d["targets"] = tuple(d["targets"])
         try:
