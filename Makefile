@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The quickstart campaign: diffusion-generator proposals (the shipped generator), GNN surrogate, BoTorch, the
-# real RASPA3 oracle, on local Ray; state in runs/quickstart-TIME, tracking in ./mlruns. Ray runs with token
+# oracle (EQeq charges, energy-grid Widom validated against RASPA3), on local Ray; state in runs/quickstart-TIME, tracking in ./mlruns. Ray runs with token
 # authentication (agents/runtime.py): a local instance uses ~/.ray/auth_token, created owner-only when missing.
 demo: venv
 	$(BIN)/discovery run configs/quickstart.yaml
