@@ -1,6 +1,6 @@
 import gzip
 import json
-from dataclasses import asdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,7 +111,7 @@ def test_bad_configs_and_targets_are_refused(irmof1):
         DeepEnsemble.fit(graphs, y, SMALL)
 
 
-def test_pooling_keeps_the_strongest_bead_and_old_models_load_with_the_mean(irmof1):
+def test_pooling_keeps_the_strongest_bead_and_old_models_load_with_the_mean(irmof1, tmp_path):
     with pytest.raises(DiscoveryError, match="pooling"):
         NetConfig(pooling="sum")
     g = cg_graph(irmof1.cg, GEOMETRY, "x")
@@ -122,10 +122,18 @@ def test_pooling_keeps_the_strongest_bead_and_old_models_load_with_the_mean(irmo
     with torch.no_grad():
         h = net.embed(Batch.from_data_list([g]))
     assert h.shape == (1, 3 * 8)  # mean, max, descriptors
-    # a saved config without the key is a model trained before the option: mean pooling, as it was trained
-    saved = {**EnsembleConfig().to_dict(), "net": {k: v for k, v in asdict(NetConfig()).items() if k != "pooling"}}
-    assert EnsembleConfig.from_dict(saved).net.pooling == "mean"
-    assert EnsembleConfig.from_dict({"members": 3}).net.pooling == "mean+max"
+    # a user's config that sets other net fields keeps the default pooling
+    assert EnsembleConfig.from_dict({"net": {"hidden": 32}}).net.pooling == "mean+max"
+    # a saved model without the key was trained before the option, with the mean: it loads as it was trained
+    graphs, y = synthetic_graphs(irmof1, n=12)
+    model = DeepEnsemble.fit(graphs, y, replace(SMALL, net=replace(SMALL.net, pooling="mean")))
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["config"]["net"]["pooling"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    again = DeepEnsemble.load(tmp_path / "m")
+    assert again.config.net.pooling == "mean"
+    assert np.allclose(again.predict(graphs).members, model.predict(graphs).members, atol=1e-5)
 
 
 def test_block_vectors_are_cached_only_in_eval_mode(irmof1):

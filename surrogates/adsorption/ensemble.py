@@ -63,10 +63,7 @@ class EnsembleConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "EnsembleConfig":
         d = dict(d)
-        net = d.pop("net", {})
-        if "pooling" not in net and "hidden" in net:  # a model saved before pooling was an option: the mean
-            net = {**net, "pooling": "mean"}
-        net, graph = NetConfig(**net), GraphSettings(**d.pop("graph", {}))
+        net, graph = NetConfig(**d.pop("net", {})), GraphSettings(**d.pop("graph", {}))
         if "targets" in d:
             d["targets"] = tuple(d["targets"])
         try:
@@ -175,7 +172,10 @@ class DeepEnsemble:
             raise DiscoveryError(f"{path}: not a saved surrogate (model.json unreadable: {exc})") from exc
         if meta.get("format_version") != FORMAT_VERSION or meta.get("kind") != "deep_ensemble":
             raise DiscoveryError(f"{path}: unsupported model format {meta.get('kind')} v{meta.get('format_version')}")
-        config = EnsembleConfig.from_dict(meta["config"])
+        saved = meta["config"]
+        if "pooling" not in saved.get("net", {}):  # saved before pooling was an option: it pooled by the mean
+            saved = {**saved, "net": {**saved.get("net", {}), "pooling": "mean"}}
+        config = EnsembleConfig.from_dict(saved)
         state = torch.load(path / "weights.pt", weights_only=True)  # tensors only: no code is unpickled
         nets = []
         for k in range(config.members):

@@ -174,8 +174,9 @@ def _sum_on_grid(fw: Framework, pair: "_PairTables", shape: tuple[int, int, int]
     """(nodes..., types) near Lennard-Jones part and, when ``alpha``, the real-space Ewald potential."""
     lj = torch.empty((*shape, len(pair.types)), dtype=pair.dtype, device=pair.device)
     real = torch.zeros(shape, dtype=pair.dtype, device=pair.device) if alpha else None
-    images = _ImageAtoms(fw, reach + block)
     tiles = _Tiles(fw.lattice, shape, block, pair.dtype, pair.device)
+    # every image a block's query can reach (a skewed cell's blocks are wider than ``block`` across)
+    images = _ImageAtoms(fw, reach + float(tiles.radii.max()))
     # the atoms near every block in one vectorised query: per block, Python does little else
     nearby = images.tree.query_ball_point(tiles.centres, reach + tiles.radii)
     for sl, centre, offsets, atoms in zip(tiles.slices, tiles.centres, tiles.offsets, nearby):
@@ -207,12 +208,9 @@ def far_lj(fw: Framework, pair: "_PairTables", shape: tuple[int, int, int], kmax
                                                                                         kmax))
     inside = k <= kmax
     F12, F6 = (_interp(k, table_k, f).where(inside, torch.zeros_like(k)) for f in (f12, f6))
-    n_types = len(pair.types)
-    out = []
-    for t in range(n_types):
-        coef = (F12[..., None] * S[..., t:t + 1] + F6[..., None] * S[..., n_types + t:n_types + t + 1])[..., 0]
-        out.append(_series_at_nodes(coef / fw.volume_A3, H, shape, pair.dtype))
-    return out
+    n = len(pair.types)
+    return [_series_at_nodes((F12 * S[..., t] + F6 * S[..., n + t]) / fw.volume_A3, H, shape, pair.dtype)
+            for t in range(n)]
 
 
 @functools.lru_cache(maxsize=8)
