@@ -107,7 +107,9 @@ def test_oracle_flags_are_the_settings_with_their_defaults(capsys):
 
     parser = build_parser()
     for argv, expected in [(["evaluate", "x.cif"], OracleSettings()),
-                           (["dataset", "label", "d", "--charges", "none"], OracleSettings(charges="none")),
+                           (["dataset", "label", "d", "--charges", "none"],
+                            OracleSettings(charges="none", engine="grid")),
+                           (["dataset", "label", "d"], OracleSettings(charges="eqeq", engine="grid")),
                            (["dataset", "trajectories", "d", "--out", "o", "--charges", "eqeq"],
                             OracleSettings(charges="eqeq"))]:
         args = parser.parse_args(argv)
@@ -122,7 +124,7 @@ def test_oracle_flags_are_the_settings_with_their_defaults(capsys):
         parser.parse_args(["evaluate", "x.cif", "--md-guests", "0"])
     assert "argument --md-guests: 0 is below the minimum 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a dataset's CIFs carry no charges: the charge model is asked for
-        parser.parse_args(["dataset", "label", "d"])
+        parser.parse_args(["dataset", "trajectories", "d", "--out", "o"])
     assert "--charges" in capsys.readouterr().err
 
 

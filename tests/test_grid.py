@@ -163,6 +163,35 @@ def test_henry_coefficient_of_one_attractive_atom_matches_the_exact_integral():
     assert result.converged and result.kh_ci95 / result.kh <= 0.01
 
 
+def test_a_dumbbell_guest_matches_the_exact_integral_and_orientation_trials_need_fewer_insertions():
+    """A rigid two-site guest (sites at +-z) around one framework atom: <W> - 1 = (4 pi / V) int r^2 dr
+    (1/2) int dcos (exp(-U(r, cos) / T) - 1), U the two sites' shifted LJ. Ranking trial axes must keep the
+    estimate unbiased and, where orientation matters, reach the target with fewer insertions."""
+    L, T, rc, z = 11.0, 150.0, 5.0, 1.2
+    fw = Framework(np.eye(3) * L, np.array([[0.5, 0.5, 0.5]]), ("C",), np.zeros(1), mass_amu=12.011)
+    guest = Guest("XX", tuple(Site("X", "Ar", s * z, LennardJones(3.4, 2500.0), 0.0) for s in (-1, 1)),
+                  150.0, 4.8e6, 0.0)
+    c = framework_lj("C")
+    eps, sig = math.sqrt(2500.0 * c.epsilon), 0.5 * (3.4 + c.sigma)
+    lj = lambda r: 4 * eps * ((sig / r) ** 12 - (sig / r) ** 6) if r < rc else lj_rc  # noqa: E731
+    lj_rc = 4 * eps * ((sig / rc) ** 12 - (sig / rc) ** 6)
+
+    def excess(cos, r):
+        d = [math.sqrt(max(r * r + z * z + s * 2 * r * z * cos, 1e-12)) for s in (-1, 1)]
+        return 0.5 * r * r * (math.exp(min(-sum(lj(x) - lj_rc for x in d) / T, 700)) - 1)
+
+    integral, _ = integrate.dblquad(excess, 0.0, rc + z, -1.0, 1.0, epsabs=1e-6, epsrel=1e-7)
+    w_exact = 1 + 4 * math.pi * integral / L ** 3
+    grids = energy_grids(fw, guest.sites, GridSettings(spacing_A=0.1, cutoff_A=rc))
+    to_w = 8.314462618 * T * 12.011e-3 / (6.02214076e23 * L ** 3 * 1e-30)
+    runs = {k: widom(grids, guest, WidomSettings(target=0.004, max_insertions=2_000_000, temperature=T, seed=3,
+                                                 orientation_trials=k)) for k in (1, 8)}
+    assert w_exact > 1.5
+    for run in runs.values():
+        assert run.converged and run.kh * to_w - 1 == pytest.approx(w_exact - 1, rel=0.03)
+    assert runs[8].insertions < 0.5 * runs[1].insertions
+
+
 def test_same_seed_same_result_and_blocked_pockets_lower_k_h():
     fw = _triclinic()
     grids = energy_grids(fw, CO2.sites, GridSettings(spacing_A=0.4))
@@ -192,6 +221,8 @@ def test_the_oracle_runs_the_henry_level_on_grids_and_agrees_with_raspa(irmof1):
     record = grid.to_dict()
     henry = record["henry"]
     assert henry["engine"] == "grid" and record["settings"]["engine"] == "grid"
+    assert henry["sampling"] == {"interpolation": "cubic", "block": 5000, "orientation_trials": 8,
+                                 "max_insertions": 2_000_000}  # how the insertions were made travels with them
     assert henry["co2"]["converged"] and henry["co2"]["ci95"] / henry["co2"]["kh_mol_kg_pa"] <= 0.05
     assert 5.0 < henry["co2"]["qst_kj_mol"] < 40.0
     for guest in ("co2", "n2"):

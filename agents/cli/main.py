@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=positive_int)
     sp.add_argument("--timeout", type=positive_float, default=TIMEOUT_S, help=TIMEOUT_HELP)
     sp.add_argument("--retry-failed", action="store_true", help="compute failed labels again")
-    oracle_arguments(sp, charges=DATASET_CHARGES)
+    # design-space labelling defaults to framework charges on the grid engine (docs/oracle.md)
+    oracle_arguments(sp, charges=DATASET_CHARGES, defaults={"charges": "eqeq", "engine": "grid"})
 
     sp = add(ds, "trajectories", cmd_dataset_trajectories,
              "MD trajectories of CO2 in diverse MOFs of a dataset, for the transport model (resumable)")

@@ -26,10 +26,12 @@ FIXED_CYCLES = ("first_cycles", "max_cycles", "qst_cycles", "gcmc_first_cycles",
 
 
 # ---- oracle settings flags ---------------------------------------------------------------------
-def oracle_arguments(sp: argparse.ArgumentParser, charges: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+def oracle_arguments(sp: argparse.ArgumentParser, charges: tuple[str, ...] = (), skip: tuple[str, ...] = (),
+                     defaults: dict[str, Any] | None = None) -> None:
     """One flag per oracle setting (``OracleSettings``: --charges, --target, --md-guests, --no-block-pockets, ...)
     with the field's default, choices, bounds and help. ``charges``: only these choices, and the flag is required
-    (the command's output depends on it)."""
+    (the command's output depends on it) unless ``defaults`` names it; ``defaults``: this command's own."""
+    defaults = defaults or {}
     from discovery.oracle.settings import OracleSettings
 
     group = sp.add_argument_group("oracle settings", "one flag per discovery.OracleSettings field; the defaults are "
@@ -39,18 +41,20 @@ def oracle_arguments(sp: argparse.ArgumentParser, charges: tuple[str, ...] = (),
         if f.name in skip:
             continue
         flag, text = "--" + f.name.replace("_", "-"), f.metadata.get("help", "").replace("%", "%%")
-        default = f"{text} (default: {'none' if f.default is None else f.default})"
+        value = defaults.get(f.name, f.default)
+        default = f"{text} (default: {'none' if value is None else value}{' here' if f.name in defaults else ''})"
         if hints[f.name] is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=default)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=default)
         elif f.metadata.get("many"):  # a list: the flag, once per item (--skip-check overlap --skip-check formula)
             group.add_argument(flag.rstrip("s"), dest=f.name, action="append", choices=f.metadata["choices"],
                                default=[], help=text)
         elif f.name == "charges" and charges:
-            group.add_argument(flag, choices=charges, required=True, help=f"{text} (required here)")
+            group.add_argument(flag, choices=charges, required=f.name not in defaults, default=value,
+                               help=default if f.name in defaults else f"{text} (required here)")
         else:
             kind = next(t for t in (*typing.get_args(hints[f.name]), hints[f.name]) if t is not type(None))
             group.add_argument(flag, type=_setting_type(f, kind), choices=f.metadata.get("choices"),
-                               default=f.default, metavar={int: "INT", float: "FLOAT"}.get(kind), help=default)
+                               default=value, metavar={int: "INT", float: "FLOAT"}.get(kind), help=default)
 
 
 def _setting_type(f: dataclasses.Field, kind: type) -> Callable[[str], Any]:

@@ -242,8 +242,10 @@ class Oracle:
                                            **_flags(r)} for g, r in runs.items()}
         out["co2"].update(qst_kj_mol=co2.qst_kj_mol, qst_ci95=co2.qst_ci95)
         out["kh_ratio_co2_n2"] = co2.kh / n2.kh
+        sampling = {k: co2.settings[k] for k in ("interpolation", "block", "orientation_trials", "max_insertions")}
         out.update(engine="grid", engine_cpu_s=round(co2.grid_cpu_s + co2.cpu_s + n2.cpu_s, 3),
-                   grid_shape=co2.settings["grid_shape"], grid_cpu_s=round(co2.grid_cpu_s, 3), **_box_record(box))
+                   grid_shape=co2.settings["grid_shape"], grid_cpu_s=round(co2.grid_cpu_s, 3), sampling=sampling,
+                   **_box_record(box))
         return out
 
     def _flue_gas(self, mof: MOF, _: OracleResult) -> dict[str, Any]:
