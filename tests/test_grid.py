@@ -173,12 +173,12 @@ def test_a_dumbbell_guest_matches_the_exact_integral_and_orientation_trials_need
                   150.0, 4.8e6, 0.0)
     c = framework_lj("C")
     eps, sig = math.sqrt(2500.0 * c.epsilon), 0.5 * (3.4 + c.sigma)
-    lj = lambda r: 4 * eps * ((sig / r) ** 12 - (sig / r) ** 6) if r < rc else lj_rc  # noqa: E731
-    lj_rc = 4 * eps * ((sig / rc) ** 12 - (sig / rc) ** 6)
+    lj = lambda r: 4 * eps * ((sig / r) ** 12 - (sig / r) ** 6)  # noqa: E731
+    shifted = lambda r: lj(r) - lj(rc) if r < rc else 0.0  # noqa: E731
 
     def excess(cos, r):
         d = [math.sqrt(max(r * r + z * z + s * 2 * r * z * cos, 1e-12)) for s in (-1, 1)]
-        return 0.5 * r * r * (math.exp(min(-sum(lj(x) - lj_rc for x in d) / T, 700)) - 1)
+        return 0.5 * r * r * (math.exp(min(-sum(shifted(x) for x in d) / T, 700)) - 1)
 
     integral, _ = integrate.dblquad(excess, 0.0, rc + z, -1.0, 1.0, epsabs=1e-6, epsrel=1e-7)
     w_exact = 1 + 4 * math.pi * integral / L ** 3

@@ -15,13 +15,13 @@ estimate stays unbiased (every insertion is weighted by the inverse of its densi
 
 - where (``Sampler._proposal``): half the centres uniformly, half in proportion to a tempered Boltzmann
   factor of the guest averaged over the 13 axes of a cube, from the site grids at every second node;
-- how (``Sampler.block``): ``orientation_trials`` random axes per centre, ranked by their nearest-node
+- how (``Sampler._pick_axes``): ``orientation_trials`` random axes per centre, ranked by their nearest-node
   energies (a few look-ups each), one of them picked in proportion to its Boltzmann factor (10 % uniformly)
   and only that one interpolated.
 
 Where a few narrow, strongly binding sites decide K_H (CO2 near charged metals), uniform insertion needs
-millions of insertions for a 5 % interval; these two stages cut the CPU an interval costs up to ~300x, and
-cost nothing on open cells (docs/oracle.md, "Fewer insertions").
+millions of insertions for a 5 % interval; these two stages cut the CPU an interval costs up to ~145x, and
+little on open cells (docs/oracle.md, "Fewer insertions").
 
 Statistics: insertions come in independent, seeded blocks of ``block``; the 95 % interval is Student's t
 over the block means (ratio estimator for Q_st). Adaptive: blocks are added until the relative half-width of
