@@ -17,11 +17,10 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
-from tqdm import tqdm
 
 from discovery.campaign import core
 from discovery.campaign.contracts import Outcome
-from discovery.campaign.executor import Call, Executor, drive
+from discovery.campaign.executor import Call, Executor, drive, progress_bar
 from discovery.campaign.state import CampaignState
 from discovery.errors import DiscoveryError
 
@@ -110,8 +109,7 @@ class _Scheduler:
         self.reviving: dict[Any, int] = {}  # probe ref -> worker being restarted by Ray
         self.planning: list | None = None  # [generator, awaited ref, round]
         self.planning_failures = 0
-        self.bar = tqdm(total=self.st.config.budget, initial=len(self.st.results), desc="oracle calls",
-                        disable=not progress, dynamic_ncols=True)
+        self.bar = progress_bar(self.st, disable=not progress)
 
     def run(self) -> None:
         pool = self.ex.oracle_pool()
@@ -202,7 +200,7 @@ class _Scheduler:
         else:
             outcome = _with_attempts(outcome, attempt)
         self.c.record_result(cid, outcome)
-        self.bar.update()
+        self.bar.update(self.st.config.stage_units(self.st.stage_of(cid)))
         return [] if worker in self.reviving.values() else [worker]
 
     def _probe(self, worker: int) -> None:

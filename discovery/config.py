@@ -70,6 +70,10 @@ class OracleConfig(SimulationSettings):
 
     kind: str = choice("raspa", "lookup", default="raspa")  # lookup: labels from the proposer's table
     properties: tuple[str, ...] = ("geometry", "henry")
+    # the multi-fidelity funnel: levels every selected MOF runs first (e.g. [geometry, henry], seconds); the
+    # planner then promotes screened MOFs to the rest of ``properties`` (GCMC, MD: minutes) by their
+    # acquisition per CPU-second (docs/campaign.md, "The funnel"). Empty: every pick runs every level
+    screen: tuple[str, ...] = ()
     timeout_s: float = bounded(TIMEOUT_S, 1.0)  # seconds per oracle call before it is recorded failed
     max_retries: int = bounded(2, 0)  # a crashed worker's task is retried this often, then recorded failed
     lookup_delay_s: float = bounded(0.0, 0.0)  # kind lookup: seconds per call (simulation time in loop benchmarks)
@@ -95,6 +99,8 @@ class PlannerSection:
     minimum: dict[str, float] = field(default_factory=dict)  # outcome constraints, e.g. log10_selectivity: 1.0
     prefilter: int = bounded(300, 1)
     joint_above: int = bounded(16, 0)  # larger single-objective batches: picks from one joint posterior sample
+    # the funnel's CPU-s per oracle level, replacing the measured defaults (discovery/oracle/costs.py)
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,9 @@ class TrackingConfig:
 class CampaignConfig:
     name: str = "campaign"  # the run directory is runs/NAME-TIME: letters, digits, '.', '_', '-' only
     seed: int = bounded(0, 0)
-    budget: int = bounded(64, 1)  # oracle evaluations in all
+    # oracle evaluations in all; with a funnel (oracle.screen), the CPU of that many evaluations at every level,
+    # spent on screens and promotions (CampaignConfig.stage_units)
+    budget: int = bounded(64, 1)
     batch_size: int = bounded(8, 1)  # q: candidates selected at a time
     top_fraction: float = bounded(0.01, 0.0, 1.0)  # "top-k found" counts against the table's top fraction
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
@@ -160,12 +168,54 @@ class CampaignConfig:
             self.planner_config()
         except DiscoveryError as exc:
             raise ConfigError(f"planner: {exc}") from exc
+        self._check_funnel(LEVELS)
         if self.uses_transport:
             if "diffusivity" not in self.oracle.properties:
                 raise ConfigError("planner: log10_d_co2 is an objective, so oracle.properties must include "
                                   "'diffusivity' (the MD oracle that validates the transport predictions)")
             if self.surrogate.kind != "ensemble" or self.oracle.kind == "lookup":
                 raise ConfigError("planner: log10_d_co2 needs surrogate.kind 'ensemble' and the simulation oracle")
+
+    def _check_funnel(self, levels: tuple[str, ...]) -> None:
+        o, p = self.oracle, self.planner
+        bad = [k for k, v in p.costs.items() if k not in levels or not v > 0]
+        if bad:
+            raise ConfigError(f"planner.costs: {bad[0]!r} must be an oracle level ({', '.join(levels)}) with a "
+                              "positive CPU-s value")
+        if not o.screen:
+            return
+        outside = [s for s in o.screen if s not in o.properties]
+        if outside:
+            raise ConfigError(f"oracle.screen: {outside} not in oracle.properties {list(o.properties)}")
+        if not self.promote_levels:
+            raise ConfigError("oracle.screen: holds every level of oracle.properties, so nothing is left to "
+                              "promote to; leave it empty to run every level on every pick")
+        if self.planner.strategy == "botorch" and self.surrogate.kind != "ensemble":
+            raise ConfigError("oracle.screen: the funnel pins screened MOFs' measured values in the ensemble's "
+                              "posterior; it needs surrogate.kind 'ensemble'")
+
+    @property
+    def funnel(self) -> bool:
+        """Picks are screened first (``oracle.screen``), then some are promoted to the other levels."""
+        return bool(self.oracle.screen)
+
+    @property
+    def promote_levels(self) -> tuple[str, ...]:
+        return tuple(p for p in self.oracle.properties if p not in self.oracle.screen)
+
+    def stage_cost(self, stage: str) -> float:
+        """CPU-s of one oracle call at ``stage`` (screen, promote or full), from the measured level costs."""
+        from discovery.oracle.costs import stage_cost
+
+        levels = {"screen": self.oracle.screen, "promote": self.promote_levels}.get(stage, self.oracle.properties)
+        return stage_cost(levels, self.oracle.engine, self.oracle.charges, self.planner.costs)
+
+    def stage_units(self, stage: str) -> float:
+        """Budget units of one call at ``stage``: a full evaluation (every level) is one unit, so the funnel
+        spends the CPU that ``budget`` full evaluations would, however it splits it."""
+        if stage == "full" or not self.funnel:
+            return 1.0
+        return self.stage_cost(stage) / (self.stage_cost("screen") + self.stage_cost("promote"))
 
     @property
     def uses_transport(self) -> bool:

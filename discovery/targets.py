@@ -10,3 +10,11 @@ D_CO2 = "log10_d_co2"  # CO2 self-diffusivity (MD; the transport surrogate)
 SELECTIVITY = "log10_selectivity"  # K_H(CO2) / K_H(N2): derived, a difference of logs
 
 ADSORPTION = (KH_CO2, KH_N2)  # the adsorption surrogate's outputs, in order
+
+# the oracle level that measures each target (a campaign's funnel screens with some levels, then promotes)
+LEVEL = {KH_CO2: "henry", KH_N2: "henry", FLUE_CO2: "flue_gas", D_CO2: "diffusivity"}
+
+
+def measured_by(levels: tuple[str, ...] | list[str], targets: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``targets`` that the oracle ``levels`` measure (derived names by their parts)."""
+    return tuple(t for t in targets if LEVEL.get(t) in levels)

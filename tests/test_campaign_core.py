@@ -182,7 +182,8 @@ def test_co2_capture_generator_is_told_its_pareto_objectives(tmp_path):
     from discovery.campaign.pareto import pareto_mask
 
     config = load_config(ROOT / "configs" / "co2_capture.yaml",
-                         ["planner.strategy=random", "planner.minimum.log10_selectivity=0.37", "budget=24", "batch_size=8", "proposer.kind=table",
+                         ["planner.strategy=random", "planner.minimum.log10_selectivity=0.37", "budget=24", "batch_size=8",
+                          "oracle.screen=[]", "proposer.kind=table",
                           "proposer.candidates_per_round=24", "tracking.mlflow=false"])
     rows = load_table(config)
     generator = RecordingTestGenerator(rows)

@@ -25,10 +25,12 @@ STATUSES = ("ok", "failed")
 @dataclass(frozen=True)
 class Candidate:
     """What an oracle is asked to evaluate: the candidate's id and, when it has atoms, its structure as
-    ``MOF.to_json()`` text (None for a table row that only has labels)."""
+    ``MOF.to_json()`` text (None for a table row that only has labels). ``levels``: the oracle levels this
+    call runs (a funnel's screen or promotion); None: all the oracle's."""
 
     id: str
     mof_json: str | None = None
+    levels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,12 @@ class Surrogate(ABC):
         returns ``{"version", "n_train", ...}``."""
 
     @abstractmethod
-    def botorch_inputs(self, pool: Sequence[str], observed: Sequence[str], known: Any) -> tuple[Any, Any, Any]:
+    def botorch_inputs(self, pool: Sequence[str], observed: Sequence[str], known: Any,
+                       pinned: Any = None) -> tuple[Any, Any, Any]:
         """``(model, X_pool, X_observed)``: a BoTorch ``Model`` whose ``posterior(X)`` maps ``batch x q x d``
-        inputs to ``len(targets)`` outputs, the pool's inputs (``len(pool) x d``) and the observed ones."""
+        inputs to ``len(targets)`` outputs, the pool's inputs (``len(pool) x d``) and the observed ones.
+        ``pinned`` (campaigns with a funnel only): ``len(pool) x len(targets)``, the values a screen measured
+        (NaN where not measured), which the posterior of those pool rows should hold fixed."""
 
     def predict(self, ids: Sequence[str]) -> tuple[Any, Any]:
         """Mean and standard deviation (``len(ids) x len(targets)`` arrays) of the last fitted version."""

@@ -147,7 +147,7 @@ class Campaign:
             except (DiscoveryError, TypeError, ValueError) as exc:
                 raise DiscoveryError(f"tell {cid}: {exc}") from exc
             bad = [k for k in outcome.values if k not in self.targets]
-            if outcome.status == "ok" and not outcome.values:
+            if outcome.status == "ok" and not outcome.values and self.state.stage_of(cid) != "promote":
                 raise DiscoveryError(f"tell {cid}: an ok result needs values for some of {list(self.targets)}")
             if bad:
                 raise DiscoveryError(f"tell {cid}: unknown target(s) {bad}; this campaign's: {list(self.targets)}")
@@ -189,36 +189,106 @@ class Campaign:
         return min([r for r, rnd in self.state.rounds.items() if not rnd.selected] or [len(self.state.rounds)])
 
     def planning(self, r: int, lag: int, q: int) -> PyGenerator[Call, Any, list[str]]:
-        """Propose (once per round), fit when due, select ``q``; returns the picked ids, recorded."""
-        st = self.state
+        """Propose (once per round), fit when due, select ``q``; returns the picked ids, recorded. With a
+        funnel (``oracle.screen``) a pick screens a new MOF or promotes a screened one, whichever is worth
+        more per CPU-second (``_funnel_costs``), within what is left of the budget."""
+        st, funnel = self.state, self.config.funnel
         basis = st.basis_for(r, lag)
         if r not in st.rounds or not st.rounds[r].planned:
             yield from self._propose(r, basis)
-        version = yield from self._model(r, basis)
+        version = yield from self._model(r, basis, st.screened_for(r, lag) if funnel else [])
         pool = [i for i in st.selectable() if i not in self.unscorable]
-        q = min(q, st.budget_left, len(pool))
-        if q <= 0:
-            self.exhausted = not pool
+        promote = [i for i in st.promotable(r, lag) if self._passes_screen(i)] if funnel else []
+        actions = [*pool, *promote]
+        q = min(q, len(actions)) if funnel else min(q, int(st.budget_left), len(pool))
+        if q <= 0 or st.budget_left <= 0:
+            self.exhausted = not actions
             return []
         lagging = {i for rr, rnd in st.rounds.items() if rr > r - lag for i in rnd.selected}
-        pending = [i for i in st.selected if i in lagging or i not in st.results]
+        pending = [i for i in st.selected if i in lagging or not st.answered(i, st.stage_of(i))]
         planner = replace(self.config.planner_config(), seed=self.config.seed * 1000 + r)
         predictions: dict[str, dict] = {}
         if version is None:
-            rows = Planner(replace(planner, strategy="random")).select(None, np.arange(len(pool))[:, None], None, q).rows
+            # before the first model a funnel screens at random (screens are what trains it); the random
+            # strategy, a baseline, draws screens and promotions alike
+            warmup = funnel and self.config.planner.strategy != "random" and pool
+            drawn = pool if warmup else actions
+            rows = Planner(replace(planner, strategy="random")).select(None, np.arange(len(drawn))[:, None], None,
+                                                                      min(q, len(drawn))).rows
             strategy = "random"
         else:
             known = st.values(basis, self.targets)
-            model, X, X_obs = yield Call("surrogate", "botorch_inputs", [*pool, *pending], basis, known)
-            rows = Planner(planner).select(model, X[: len(pool)], X_obs, q, pending=X[len(pool):] if pending else None).rows
+            ids = [*actions, *pending]
+            pins = (self._pins(ids, r, lag),) if funnel else ()
+            model, X, X_obs = yield Call("surrogate", "botorch_inputs", ids, basis, known, *pins)
+            costs = self._funnel_costs(Planner(planner), model, X[: len(pool)], len(promote)) if funnel else None
+            rows = Planner(planner).select(model, X[: len(actions)], X_obs, q,
+                                           pending=X[len(actions):] if pending else None, costs=costs,
+                                           floor=funnel).rows
             strategy = self.config.planner.strategy
-            mean, std = yield Call("surrogate", "predict", [pool[i] for i in rows])
-            predictions = {pool[i]: {"targets": list(self.targets), "mean": mean[k].tolist(), "std": std[k].tolist()}
+            mean, std = yield Call("surrogate", "predict", [actions[i] for i in rows])
+            predictions = {actions[i]: {"targets": list(self.targets), "mean": mean[k].tolist(), "std": std[k].tolist()}
                            for k, i in enumerate(rows)}
-        picked = [pool[i] for i in rows]
-        st.record({"type": "selected", "round": r, "ids": picked, "strategy": strategy, "model_version": version,
-                   "n_basis": len(basis), "n_pending": len(pending), "predictions": predictions})
+        picked = [actions[i] for i in rows]
+        event = {"type": "selected", "round": r, "ids": picked, "strategy": strategy, "model_version": version,
+                 "n_basis": len(basis), "n_pending": len(pending), "predictions": predictions}
+        if funnel:
+            picked = self._affordable(picked, set(promote))
+            if not picked:  # what is left of the budget pays for none of the picks worth making
+                self.exhausted = True
+                return []
+            event.update(ids=picked, stages={i: "promote" if i in promote else "screen" for i in picked},
+                         predictions={i: p for i, p in predictions.items() if i in picked})
+        st.record(event)
         return picked
+
+    # ---- the funnel: screen new MOFs cheaply, promote the screened ones worth their CPU --------------
+    def _passes_screen(self, cid: str) -> bool:
+        """The screen measured no violation of the constraints it can measure (e.g. the selectivity)."""
+        import torch
+
+        planner = self.config.planner_config()
+        Y = torch.from_numpy(self.state.values([cid], self.targets))
+        return all(not float(planner.output(name)(Y)[0]) < low for name, low in self._screen_gate())
+
+    def _screen_gate(self) -> list[tuple[str, float]]:
+        """The outcome constraints whose targets the screen's levels all measure."""
+        from discovery.campaign.planner import DERIVED
+        from discovery.targets import measured_by
+
+        screened = set(measured_by(self.config.oracle.screen, self.targets))
+        return [(name, low) for name, low in self.config.planner_config().minimum
+                if set(DERIVED.get(name, (name,))) <= screened]
+
+    def _pins(self, ids: Sequence[str], r: int, lag: int) -> np.ndarray:
+        """The screen values round r knows (NaN elsewhere), for the surrogate to hold fixed."""
+        known = set(self.state.screened_for(r, lag))
+        out = np.full((len(ids), len(self.targets)), np.nan)
+        rows = [k for k, i in enumerate(ids) if i in known]
+        if rows:
+            out[rows] = self.state.values([ids[k] for k in rows], self.targets)
+        return out
+
+    def _funnel_costs(self, planner: Planner, model: Any, X_new: Any, n_promote: int) -> np.ndarray:
+        """Expected CPU-s per pick: a promotion costs the promoted levels; a new MOF costs its screen plus,
+        with the chance that it passes the screen's constraints, its promotion (a screen on its own realises
+        nothing; what it buys is not spending the promotion on a MOF that fails)."""
+        c_screen, c_promote = self.config.stage_cost("screen"), self.config.stage_cost("promote")
+        gate = self._screen_gate()
+        passes = planner.probability(model, X_new, gate) if gate and len(X_new) else np.ones(len(X_new))
+        return np.concatenate([c_screen + passes * c_promote, np.full(n_promote, c_promote)])
+
+    def _affordable(self, picked: list[str], promote: set[str]) -> list[str]:
+        """The picks that the budget left pays for, promotions first (one it cannot pay is passed over); a
+        screen only while a promotion can still follow it. Picks keep their order within each stage."""
+        left, out = self.state.budget_left, []
+        u_screen, u_promote = self.config.stage_units("screen"), self.config.stage_units("promote")
+        for cid in [*(i for i in picked if i in promote), *(i for i in picked if i not in promote)]:
+            units, reserve = (u_promote, 0.0) if cid in promote else (u_screen, u_promote)
+            if units + reserve <= left + 1e-9:
+                out.append(cid)
+                left -= units
+        return out
 
     def _propose(self, r: int, basis: list[str]) -> PyGenerator[Call, Any, None]:
         st = self.state
@@ -239,11 +309,18 @@ class Campaign:
         st.record({"type": "proposed", "round": r, "candidates": records})
         self.unscorable.update((yield Call("surrogate", "add", self.with_structures(records, structures))))
 
-    def _model(self, r: int, basis: list[str]) -> PyGenerator[Call, Any, int | None]:
-        """The surrogate version round r selects with (None: too few results yet, select at random)."""
+    def _model(self, r: int, basis: list[str], screened: Sequence[str] = ()) -> PyGenerator[Call, Any, int | None]:
+        """The surrogate version round r selects with (None: too few results yet, select at random). A
+        funnel's screens train it too, on the targets the screen measures (the others are NaN in ``y``)."""
         s, st = self.config.surrogate, self.state
+        basis = [*basis, *screened]
         y = st.values(basis, self.targets)
         keep = np.isfinite(y).all(axis=1)
+        if screened:
+            from discovery.targets import measured_by
+
+            cols = [self.targets.index(t) for t in measured_by(self.config.oracle.screen, self.targets)]
+            keep = np.isfinite(y[:, cols]).all(axis=1) if cols else keep
         if keep.sum() < s.min_train or self.config.planner.strategy == "random":
             return None
         last = st.models[max(st.models)] if st.models else None
@@ -303,11 +380,19 @@ class Campaign:
         return [{**r, "mof_json": structures.get(r["id"]) or self.state.structure_json(r["id"])} for r in records]
 
     def candidate(self, cid: str) -> Candidate:
-        return Candidate(cid, self.state.structure_json(cid))
+        """What the oracle is asked: the structure and, with a funnel, the levels of the candidate's stage."""
+        stage = self.state.stage_of(cid)
+        levels = {"screen": self.config.oracle.screen, "promote": self.config.promote_levels}.get(stage)
+        return Candidate(cid, self.state.structure_json(cid), tuple(levels) if levels else None)
 
     # ---- results -----------------------------------------------------------------------------------
     def record_result(self, cid: str, outcome: Outcome) -> None:
         event = {"type": "result", "id": cid, **outcome.to_event()}
+        stage = self.state.stage_of(cid)
+        if stage != "full":
+            event["stage"] = stage
+        if stage == "promote":  # the final values: the screen's and the promotion's
+            event["values"] = {**self.state.screens[cid]["values"], **event.get("values", {})}
         if outcome.record is not None:  # settings are in the run's config.yaml: the same for every call
             event["oracle"] = {k: v for k, v in event.pop("record").items() if k != "settings"}
         self.state.record(event)
@@ -324,11 +409,15 @@ class Campaign:
         self._notify("round", r, metrics)
 
     def _public(self, cid: str) -> dict[str, Any]:
+        """An asked candidate; with a funnel, the stage and the oracle levels it is asked for."""
         cand = self.state.candidates[cid]
-        rnd = self.state.rounds[self.state.round_of(cid)]
+        rnd = self.state.rounds[max(r for r, i, _ in self.state.picks() if i == cid)]  # its latest pick
         path = self.run_dir / "structures" / f"{cid}.json"
-        return {"id": cid, "recipe": cand["recipe"], "origin": cand["origin"], "round": rnd.index,
-                "structure": str(path) if path.exists() else None, "prediction": rnd.predictions.get(cid)}
+        out = {"id": cid, "recipe": cand["recipe"], "origin": cand["origin"], "round": rnd.index,
+               "structure": str(path) if path.exists() else None, "prediction": rnd.predictions.get(cid)}
+        if self.config.funnel:
+            out.update(stage=rnd.stage(cid), levels=list(self.candidate(cid).levels or ()))
+        return out
 
     def _notify(self, hook: str, *args: Any) -> None:
         for observer in self.observers:

@@ -77,6 +77,17 @@ def drive(gen: PyGenerator[Call, Any, Any], executor: Executor) -> Any:
         return stop.value
 
 
+def progress_bar(state: Any, disable: bool) -> tqdm:
+    """Oracle calls against the budget, or with a funnel the budget spent (full evaluations' worth of CPU,
+    a fraction per screen)."""
+    if not state.config.funnel:
+        return tqdm(total=state.config.budget, initial=state.spent_done, desc="oracle calls", disable=disable,
+                    dynamic_ncols=True)
+    return tqdm(total=state.config.budget, initial=state.spent_done, desc="budget spent (screens + promotions)",
+                disable=disable, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.0f} [{elapsed}<{remaining}]")
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:local:{os.getpid()}"
 
@@ -117,13 +128,12 @@ class InProcessExecutor(Executor):
         from discovery.campaign.core import LAG
 
         st = campaign.state
-        bar = tqdm(total=st.config.budget, initial=len(st.results), desc="oracle calls", disable=not progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(st, disable=not progress)
         try:
             while True:
                 for cid in st.pending():
                     campaign.record_result(cid, self._evaluate(campaign, cid))
-                    bar.update()
+                    bar.update(st.config.stage_units(st.stage_of(cid)))
                 if not plan or st.budget_left <= 0 or campaign.exhausted:
                     return
                 if not drive(campaign.planning(campaign.next_round(), LAG, st.config.batch_size), self):

@@ -17,6 +17,7 @@ from discovery.config import OracleConfig
 from discovery.structures.mof import MOF
 from discovery.oracle.core import Oracle as PhysicsOracle
 from discovery.oracle.core import OracleSettings, target_values
+from discovery.targets import LEVEL
 
 
 class SimulationOracle(Oracle):
@@ -30,7 +31,8 @@ class SimulationOracle(Oracle):
     def evaluate(self, candidate: Candidate) -> Outcome:
         if not candidate.mof_json:
             return Outcome.failed("no_structure", f"candidate {candidate.id!r} carries no structure to simulate")
-        result = PhysicsOracle(self.settings).evaluate(MOF.from_json(candidate.mof_json), tuple(self.properties))
+        levels = tuple(candidate.levels or self.properties)
+        result = PhysicsOracle(self.settings).evaluate(MOF.from_json(candidate.mof_json), levels)
         record = result.to_dict()
         if result.failures:
             level, why = next(iter(result.failures.items()))
@@ -58,6 +60,8 @@ class LookupOracle(Oracle):
             return Outcome.failed("not_in_table", f"{candidate.id} has no labels in the lookup table")
         if not labels:
             return Outcome.failed("unlabelled", "the table row has no labels")
+        if candidate.levels is not None:  # a funnel's stage: only what its levels measure
+            labels = {t: v for t, v in labels.items() if LEVEL.get(t) in candidate.levels}
         return Outcome("ok", labels)
 
     def describe(self) -> dict[str, Any]:

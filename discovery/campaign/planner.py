@@ -17,13 +17,16 @@ indices, or a GP over feature vectors); the planner never looks inside it.
   the best feasible value of the baseline and the earlier picks, from those fixed samples: O(n) per pick;
 - outcome constraints (e.g. a minimum CO2/N2 selectivity) enter the acquisition as BoTorch constraints;
   known constraints (validity, CO2-accessible pores) are a ``feasible`` mask: excluded rows are never picked;
-- cost-aware multi-fidelity: ``costs`` (CPU-s of the level each candidate would run next) divide the
-  acquisition value, so a cheap screening level wins over an expensive validation of similar value;
+- cost-aware multi-fidelity (a campaign's funnel, ``oracle.screen``): ``costs`` (the CPU-s each row's pick
+  is expected to cost) divide the acquisition value, so that a pick's value is weighed per CPU-second;
+  ``probability`` gives the chance that a MOF passes the constraints a screen measures, which sets the
+  expected cost of carrying a new MOF through the funnel (``discovery.campaign.core``);
 - baselines: ``random`` (uniform over feasible rows) and ``greedy`` (best posterior mean, no uncertainty).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,6 +38,7 @@ from botorch.acquisition.multi_objective.logei import (
 )
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
+from botorch.exceptions.warnings import BotorchWarning
 from botorch.models.model import Model
 from botorch.posteriors.ensemble import EnsemblePosterior
 from botorch.utils.safe_math import log_softplus, logmeanexp
@@ -95,9 +99,11 @@ class Planner:
 
     def select(self, model: Model | None, candidates: Tensor, observed: Tensor, q: int,
                pending: Tensor | None = None, feasible: np.ndarray | None = None,
-               costs: np.ndarray | None = None) -> Selection:
+               costs: np.ndarray | None = None, floor: bool = False) -> Selection:
         """``candidates``: ``n x d`` model inputs; ``observed``: ``k x d`` inputs already evaluated (the
-        baseline); ``pending``: ``p x d`` inputs being evaluated now. Returns up to q distinct rows."""
+        baseline); ``pending``: ``p x d`` inputs being evaluated now. Returns up to q distinct rows. With
+        nothing observed, the baseline is the best predicted candidates, or with ``floor`` the worst (a
+        funnel before its first promotion: every promotion improves on nothing validated)."""
         allowed = np.ones(len(candidates), bool) if feasible is None else np.asarray(feasible, bool).copy()
         if len(allowed) != len(candidates):
             raise DiscoveryError(f"feasible mask has {len(allowed)} entries for {len(candidates)} candidates")
@@ -112,9 +118,31 @@ class Planner:
             return self._greedy(means, allowed, q)
         # BoTorch's samplers draw from torch's global generator: seed it, so that a selection depends on
         # the planner's seed alone (a resumed campaign repeats it), and leave the caller's state untouched
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), warnings.catch_warnings():
             torch.manual_seed(self.config.seed)
-            return self._acquire(model, candidates, observed, pending, allowed, q, means, costs)
+            # no feasible baseline point (a funnel's floor, or nothing has met the constraints yet): BoTorch
+            # then improves on a lower bound of the objective, which is what is meant here; it warns
+            warnings.filterwarnings("ignore", "When all training points are infeasible", BotorchWarning)
+            return self._acquire(model, candidates, observed, pending, allowed, q, means, costs, floor)
+
+    def probability(self, model: Model, candidates: Tensor,
+                    constraints: tuple[tuple[str, float], ...] | list[tuple[str, float]]) -> np.ndarray:
+        """Posterior probability that each candidate meets every ``(expression, minimum)`` of ``constraints``
+        (the share of an ensemble's members, or of ``joint_samples`` draws, that do)."""
+        c, out = self.config, []
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(c.seed)
+            for chunk in torch.split(candidates, c.chunk):
+                posterior = model.posterior(chunk.unsqueeze(-2))
+                if isinstance(posterior, EnsemblePosterior):
+                    draws = posterior.values.squeeze(-2).movedim(-2, 0)  # s x n x m
+                else:
+                    draws = posterior.rsample(torch.Size([c.joint_samples])).squeeze(-2)  # S x n x m
+                ok = torch.ones(draws.shape[:-1], dtype=torch.bool)
+                for name, low in constraints:
+                    ok &= c.output(name)(draws) >= low
+                out.append(ok.double().mean(0))
+        return torch.cat(out).numpy() if out else np.zeros(0)
 
     # ---- baselines ---------------------------------------------------------------------------------
     def _posterior_means(self, model: Model, candidates: Tensor) -> Tensor:
@@ -129,14 +157,15 @@ class Planner:
         return Selection([int(r) for r in order[:q]], [float(means[r, 0]) for r in order[:q]])
 
     # ---- BoTorch -----------------------------------------------------------------------------------
-    def _acquire(self, model, candidates, observed, pending, allowed, q, means, costs) -> Selection:
+    def _acquire(self, model, candidates, observed, pending, allowed, q, means, costs, floor=False) -> Selection:
         c = self.config
         if len(c.objectives) > 1 and allowed.sum() > c.prefilter:  # keep the most promising by mean rank
             keep = _pareto_order(means, allowed)[: c.prefilter]
             allowed = np.zeros_like(allowed)
             allowed[keep] = True
         if observed is None or len(observed) == 0:  # nothing measured yet: the best predicted are the baseline
-            observed = candidates[_pareto_order(means, np.ones(len(candidates), bool))[:8]]
+            order = _pareto_order(means, np.ones(len(candidates), bool))
+            observed = candidates[order[-8:] if floor else order[:8]]
         log_cost = np.zeros(len(candidates)) if costs is None else np.log(np.asarray(costs, float) / np.min(costs))
         if len(c.objectives) == 1 and q > c.joint_above:
             return self._joint_greedy(model, candidates, observed, pending, allowed, q, log_cost)

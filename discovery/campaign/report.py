@@ -30,20 +30,25 @@ def objective_values(state: CampaignState, ids: Sequence[str]) -> np.ndarray:
 
 
 def history(state: CampaignState) -> pd.DataFrame:
-    """One row per finished oracle evaluation, in the order results arrived."""
+    """One row per finished oracle evaluation, in the order results arrived; with a funnel, then one row
+    per MOF screened and not (yet) promoted (status "screened"), and a ``stage`` column."""
     objectives = objective_names(state)
-    ids = state.order
+    screened = [i for i in state.screens if i not in state.results]
+    ids = [*state.order, *screened]
     values = objective_values(state, ids)
     rows = []
     for call, (cid, v) in enumerate(zip(ids, values), start=1):
-        res, cand, rnd = state.results[cid], state.candidates.get(cid, {}), state.round_of(cid)
+        res, cand, rnd = state.results.get(cid) or state.screens[cid], state.candidates.get(cid, {}), state.round_of(cid)
         pred = state.rounds[rnd].predictions.get(cid, {}) if rnd is not None else {}
-        row = {"call": call, "id": cid, "round": rnd, "status": res["status"], "reason": res.get("reason"),
+        status = res["status"] if cid in state.results else "screened"
+        row = {"call": call, "id": cid, "round": rnd, "status": status, "reason": res.get("reason"),
                "origin": cand.get("origin"), "parent": cand.get("parent"), "mutation": cand.get("mutation"),
                "generator": cand.get("generator"), "selected_by": state.rounds[rnd].strategy if rnd is not None else None,
                "model_version": state.rounds[rnd].model_version if rnd is not None else None,
                "worker": res.get("worker"), "wall_s": res.get("wall_s"), "cpu_s": res.get("cpu_s"),
                **dict(zip(objectives, v.tolist()))}
+        if state.config.funnel:
+            row["stage"] = res.get("stage", "full")
         for t, x in res.get("values", {}).items():
             row.setdefault(t, x)
         for t, m in zip(pred.get("targets", []), pred.get("mean", [])):
@@ -77,6 +82,8 @@ def round_metrics(state: CampaignState, r: int, top_threshold: float | None = No
     ok = [i for i in state.order if state.results[i]["status"] == "ok"]
     values = objective_values(state, ok)
     out: dict[str, float | None] = {"round": r, "evaluated": len(state.results), "failed": len(state.results) - len(ok)}
+    if state.config.funnel:  # screens, promotions, and the budget spent on both (full evaluations' worth)
+        out.update(funnel_counts(state))
     for j, name in enumerate(objective_names(state)):
         out[f"best_{name}"] = float(np.nanmax(values[:, j])) if len(ok) and np.isfinite(values[:, j]).any() else None
     if values.shape[1] == 2 and len(ok):
@@ -86,6 +93,12 @@ def round_metrics(state: CampaignState, r: int, top_threshold: float | None = No
     out.update(prediction_quality(state, r))
     out.update(throughput(state, ids, workers))
     return out
+
+
+def funnel_counts(state: CampaignState) -> dict[str, float]:
+    picks = state.picks()
+    return {"screened": len(state.screens) + sum(state.results[i].get("stage") == "screen" for i in state.results),
+            "promoted": sum(s == "promote" for _, _, s in picks), "budget_spent": state.spent}
 
 
 def prediction_quality(state: CampaignState, r: int) -> dict[str, float]:
@@ -139,7 +152,9 @@ def report(state: CampaignState, k: int = 10) -> dict[str, Any]:
     cands = state.candidates.values()
     invalid = Counter(c.get("reason", "unknown") for c in cands if c["status"] != "valid")
     failed = Counter(r.get("reason") or "unknown" for r in state.results.values() if r["status"] == "failed")
-    evaluations = [{"candidate_id": i, "round": state.round_of(i), "level": ",".join(state.config.oracle.properties),
+    levels = {"screen": state.config.oracle.screen, "promote": state.config.promote_levels}
+    evaluations = [{"candidate_id": i, "round": state.round_of(i),
+                    "level": ",".join(levels.get(state.stage_of(i)) or state.config.oracle.properties),
                     "status": state.results[i]["status"] if i in state.results else "pending",
                     **({"values": state.results[i].get("values", {}), "reason": state.results[i].get("reason"),
                         "worker": state.results[i].get("worker"), "wall_s": state.results[i].get("wall_s")}
@@ -150,7 +165,8 @@ def report(state: CampaignState, k: int = 10) -> dict[str, Any]:
                        "evaluated": len(state.results), "ok": sum(r["status"] == "ok" for r in state.results.values()),
                        "failed": sum(failed.values()), "pending": len(state.pending()),
                        "budget": state.config.budget, "rounds": len([r for r in state.rounds.values() if r.selected]),
-                       "model_versions": len(state.models)},
+                       "model_versions": len(state.models),
+                       **(funnel_counts(state) if state.config.funnel else {})},
             "invalid_by_reason": dict(invalid), "failures_by_reason": dict(failed),
             "best": _records(best(state, k)), "pareto_front": _records(pareto_front(state)),
             "evaluations": evaluations}

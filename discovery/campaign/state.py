@@ -9,6 +9,10 @@ their predictions), every oracle result (ok or failed, with timings and worker),
 Event types: ``proposed`` (a round's prepared candidates), ``model`` (a surrogate version and the results
 it was trained on), ``selected`` (a round's picks), ``result`` (an oracle evaluation, or a value told by
 the user), ``round_metrics``, ``generator`` (a generator fine-tuned on the results).
+
+With a funnel (``oracle.screen``) a pick has a stage: ``selected`` events carry ``stages`` (id -> "screen" or
+"promote"), and a ``result`` with ``"stage": "screen"`` that is ok is a screen (``screens``): the MOF can be
+promoted later, and its final result (``results``) is that of its promotion, or of a failed screen.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class Round:
     strategy: str = ""
     model_version: int | None = None
     predictions: dict[str, dict[str, list]] = field(default_factory=dict)  # id -> {targets, mean, std}
+    stages: dict[str, str] = field(default_factory=dict)  # a funnel's picks: id -> "screen" or "promote"
+
+    def stage(self, candidate_id: str) -> str:
+        return self.stages.get(candidate_id, "full")
 
 
 class CampaignState:
@@ -50,6 +58,9 @@ class CampaignState:
         self.candidates: dict[str, dict[str, Any]] = {}
         self.rounds: dict[int, Round] = {}
         self.results: dict[str, dict[str, Any]] = {}
+        self.screens: dict[str, dict[str, Any]] = {}  # a funnel's ok screens, by id
+        self.latest: dict[str, str] = {}  # id -> the stage of its latest pick, in pick order
+        self._spent = 0.0
         self.models: dict[int, dict[str, Any]] = {}
         self.round_metrics: dict[int, dict[str, Any]] = {}
         self.generator_updates: list[dict[str, Any]] = []
@@ -96,8 +107,8 @@ class CampaignState:
         return state
 
     def extend_budget(self, budget: int) -> None:
-        if budget < len(self.selected):
-            raise DiscoveryError(f"budget {budget} is below the {len(self.selected)} evaluations already chosen")
+        if budget < self.spent:
+            raise DiscoveryError(f"budget {budget} is below the {self.spent:g} evaluations already chosen")
         self.config = replace(self.config, budget=budget)
         dump_config(self.config, self.run_dir / CONFIG)
 
@@ -138,7 +149,15 @@ class CampaignState:
             rnd.selected, rnd.strategy = list(event["ids"]), event["strategy"]
             rnd.model_version = event.get("model_version")
             rnd.predictions = event.get("predictions", {})
+            rnd.stages = dict(event.get("stages", {}))
+            for i in rnd.selected:
+                self.latest.pop(i, None)  # re-inserted: ``latest`` keeps the order of the latest picks
+                self.latest[i] = rnd.stage(i)
+                self._spent += self.config.stage_units(rnd.stage(i))
         elif kind == "result":
+            if event.get("stage") == "screen" and event["status"] == "ok":
+                self.screens[event["id"]] = event
+                return
             if event["id"] not in self.results:
                 self.order.append(event["id"])
             self.results[event["id"]] = event
@@ -154,14 +173,33 @@ class CampaignState:
     # ---- queries -----------------------------------------------------------------------------------
     @property
     def selected(self) -> list[str]:
-        return [i for r in sorted(self.rounds) for i in self.rounds[r].selected]
+        """Every candidate picked so far, once, in the order of its latest pick (a funnel picks a MOF again
+        to promote it)."""
+        return list(self.latest)
+
+    def picks(self) -> list[tuple[int, str, str]]:
+        """``(round, id, stage)`` of every pick in order; stage "full" without a funnel."""
+        return [(r, i, self.rounds[r].stage(i)) for r in sorted(self.rounds) for i in self.rounds[r].selected]
 
     def round_of(self, candidate_id: str) -> int | None:
         return next((r for r in sorted(self.rounds) if candidate_id in self.rounds[r].selected), None)
 
+    def stage_of(self, candidate_id: str) -> str:
+        """The stage of a candidate's latest pick ("full" without a funnel, or when never picked)."""
+        return self.latest.get(candidate_id, "full")
+
+    def answered(self, candidate_id: str, stage: str) -> bool:
+        """A pick at ``stage`` has its result (a screen's, ok or failed, or the final one)."""
+        return candidate_id in self.results or (stage == "screen" and candidate_id in self.screens)
+
     def pending(self) -> list[str]:
-        """Selected candidates without a result yet (in flight, or queued)."""
-        return [i for i in self.selected if i not in self.results]
+        """Candidates whose latest pick has no result yet (in flight, or queued)."""
+        return [i for i in self.selected if not self.answered(i, self.stage_of(i))]
+
+    @property
+    def spent(self) -> float:
+        """Budget units of every pick so far (one per full evaluation; ``CampaignConfig.stage_units``)."""
+        return round(self._spent, 9)
 
     def ok_results(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         ids = self.order if ids is None else ids
@@ -169,14 +207,24 @@ class CampaignState:
 
     def complete_through(self, round_index: int) -> bool:
         """Every candidate selected in rounds ``<= round_index`` has a result."""
-        return all(i in self.results for r, rnd in self.rounds.items() if r <= round_index for i in rnd.selected)
+        return all(self.answered(i, s) for r, i, s in self.picks() if r <= round_index)
 
     def basis_for(self, round_index: int, lag: int) -> list[str]:
         """Ids of the ok results a round's model and selection are conditioned on: those of rounds
         ``<= round_index - lag`` (fixed by the round structure, not by arrival order: reproducible)."""
-        rounds = [r for r in sorted(self.rounds) if r <= round_index - lag]
-        return [i for r in rounds for i in self.rounds[r].selected
-                if i in self.results and self.results[i]["status"] == "ok"]
+        return [i for r, i, s in self.picks() if r <= round_index - lag and s != "screen"
+                and i in self.results and self.results[i]["status"] == "ok"]
+
+    def screened_for(self, round_index: int, lag: int) -> list[str]:
+        """A funnel's ok screens of rounds ``<= round_index - lag`` whose MOF has no final result in the
+        basis (``basis_for``): the rest of what a round knows."""
+        basis = set(self.basis_for(round_index, lag))
+        return [i for r, i, s in self.picks() if r <= round_index - lag and s == "screen"
+                and i in self.screens and i not in basis]
+
+    def promotable(self, round_index: int, lag: int) -> list[str]:
+        """The screens round ``round_index`` knows of (``screened_for``) not picked for promotion yet."""
+        return [i for i in self.screened_for(round_index, lag) if self.stage_of(i) == "screen"]
 
     def selectable(self) -> list[str]:
         """Valid candidates proposed so far and never selected, in proposal order."""
@@ -185,13 +233,23 @@ class CampaignState:
                 if i not in chosen and self.candidates[i]["status"] == "valid"]
 
     def values(self, ids: Iterable[str], targets: Iterable[str]) -> np.ndarray:
+        """Measured values, ``n x len(targets)``: the final result's, else a screen's (NaN: not measured)."""
         targets = list(targets)
-        return np.array([[self.results[i]["values"].get(t, np.nan) for t in targets] for i in ids],
-                        dtype=float).reshape(-1, len(targets))
+        rows = [(self.results.get(i) or self.screens[i])["values"] for i in ids]
+        return np.array([[v.get(t, np.nan) for t in targets] for v in rows], dtype=float).reshape(-1, len(targets))
 
     @property
-    def budget_left(self) -> int:
-        return self.config.budget - len(self.selected)
+    def spent_done(self) -> float:
+        """Budget units of the picks that have their result (progress bars)."""
+        return round(self.spent - sum(self.config.stage_units(self.stage_of(i)) for i in self.pending()), 9)
+
+    @property
+    def budget_left(self) -> float:
+        """Budget units left; 0 once they cannot pay for one more evaluation, or with a funnel one more
+        promotion (a screen is worth its CPU only if a promotion can follow it)."""
+        left = self.config.budget - self.spent
+        least = self.config.stage_units("promote" if self.config.funnel else "full")
+        return left if left > least - 1e-9 else 0.0
 
     @property
     def done(self) -> bool:

@@ -42,7 +42,10 @@ class TableEnsembleModel(EnsembleModel):
         self._num_outputs = values.shape[-1]
 
     def forward(self, X: Tensor) -> Tensor:
-        rows = X[..., 0].long()  # batch_shape x q
+        # batch_shape x q. Clamped: where every baseline point is infeasible, BoTorch bounds the objective by
+        # evaluating the model at random points of a box 10 % wider than the baseline's inputs
+        # (``_estimate_objective_lower_bound``), i.e. at indices up to past either end of the table
+        rows = X[..., 0].round().long().clamp(0, self.values.shape[1] - 1)
         return self.values[:, rows].movedim(0, -3)
 
 

@@ -93,13 +93,16 @@ class CampaignSurrogate(Surrogate):
         mean, std = self.transport.predict(ids)
         return np.column_stack([pred.mean, mean]), np.column_stack([pred.std, std])
 
-    def botorch_inputs(self, pool: Sequence[str], observed: Sequence[str],
-                       known: np.ndarray | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    def botorch_inputs(self, pool: Sequence[str], observed: Sequence[str], known: np.ndarray | None = None,
+                       pinned: np.ndarray | None = None) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """A BoTorch model over ``pool + observed`` and its inputs for each. ``known`` (targets of
-        ``observed``) pins the ensemble's rows to the measured values, or trains the GP."""
+        ``observed``) pins the ensemble's rows to the measured values, or trains the GP; ``pinned`` (a funnel's
+        screened pool rows, NaN where not measured) pins those entries of the pool's rows."""
         graphs = self._graphs([*pool, *observed])
         model = self._require()
         if self.kind == "gp":
+            if pinned is not None:
+                raise DiscoveryError("surrogate kind 'gp' cannot pin a funnel's screened values; use 'ensemble'")
             X = gp_features(model, graphs)
             self._gp = fit_gp(X[len(pool):], torch.from_numpy(np.array(known, float)), domain=X)
             return self._gp, X[: len(pool)], X[len(pool):]
@@ -108,8 +111,13 @@ class CampaignSurrogate(Surrogate):
             draws = self.transport.members([*pool, *observed], len(values), seed=self.version or 0)
             values = np.concatenate([values, draws[..., None]], axis=-1)
         values = values.copy()
-        if known is not None:
-            values[:, len(pool):] = np.asarray(known, float)
+        # every member holds a measured value: the posterior there is the measurement (a promoted MOF's
+        # adsorption is known from its screen; only its transport is still uncertain)
+        for rows, measured in ((slice(len(pool), None), known), (slice(0, len(pool)), pinned)):
+            if measured is not None:
+                measured = np.asarray(measured, float)
+                block = values[:, rows]
+                values[:, rows] = np.where(np.isfinite(measured), measured, block)
         X = torch.arange(len(graphs), dtype=DTYPE).unsqueeze(-1)
         return TableEnsembleModel(torch.from_numpy(values)), X[: len(pool)], X[len(pool):]
 
