@@ -63,8 +63,12 @@ def test_a_funnel_screens_first_and_promotes_within_a_cpu_budget(tmp_path):
         assert st.results[i]["stage"] == "promote" and st.results[i]["values"] == st.screens[i]["values"]
     history = campaign.history()
     assert set(history.status) <= {"ok", "failed", "screened"} and (history.status == "screened").any()
-    counts = campaign.report()["counts"]
-    assert counts["promoted"] == len(promoted) and counts["screened"] == len(screened_in)
+    report = campaign.report()
+    assert report["counts"]["promoted"] == len(promoted) and report["counts"]["screened"] == len(screened_in)
+    assert {e["status"] for e in report["evaluations"]} <= {"ok", "failed", "screened"}
+    first = st.round_metrics[0]  # what MLflow logs per round: the screens count as oracle calls
+    assert first["screened"] == 8 and first["promoted"] == 0 and first["budget_spent"] == pytest.approx(8 * 5 / 105)
+    assert first["oracle_results_per_h"] > 0
     campaign.close()
 
     again = CampaignState.open(tmp_path / "run", writable=False)  # the log replays the stages

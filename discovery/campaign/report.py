@@ -91,7 +91,7 @@ def round_metrics(state: CampaignState, r: int, top_threshold: float | None = No
     if top_threshold is not None and len(ok):
         out["top_found"] = int(np.sum(values[:, 0] >= top_threshold))
     out.update(prediction_quality(state, r))
-    out.update(throughput(state, ids, workers))
+    out.update(throughput(state, ids, workers, round_index=r))
     return out
 
 
@@ -105,7 +105,7 @@ def prediction_quality(state: CampaignState, r: int) -> dict[str, float]:
     """Surrogate error and interval coverage on the round's newly validated results (first target)."""
     rnd, errs, zs = state.rounds[r], [], []
     for cid, pred in rnd.predictions.items():
-        res = state.results.get(cid)
+        res = state.result_of(cid, rnd.stage(cid))  # a funnel's screen: what the screen measured
         if not res or res["status"] != "ok" or not pred.get("targets"):
             continue
         target = pred["targets"][0]
@@ -119,10 +119,16 @@ def prediction_quality(state: CampaignState, r: int) -> dict[str, float]:
             "surrogate_coverage_95": float(np.mean(np.array(zs) <= norm.ppf(0.975)))}
 
 
-def throughput(state: CampaignState, ids: Sequence[str] | None = None, workers: int | None = None) -> dict[str, float]:
-    """Oracle results per hour and worker utilisation (busy time over workers x span) over ``ids``."""
-    res = [state.results[i] for i in (ids if ids is not None else state.order)
-           if i in state.results and "started" in state.results[i]]
+def throughput(state: CampaignState, ids: Sequence[str] | None = None, workers: int | None = None,
+               round_index: int | None = None) -> dict[str, float]:
+    """Oracle results per hour and worker utilisation (busy time over workers x span) over ``ids`` (the
+    picks of round ``round_index``: a funnel's screens count, each call once); default every call."""
+    if ids is None:
+        calls = [*state.results.values(), *state.screens.values()]
+    else:
+        stage = state.rounds[round_index].stage if round_index is not None else (lambda i: "full")
+        calls = [state.result_of(i, stage(i)) for i in ids]
+    res = [r for r in calls if r is not None and "started" in r]
     if not res:
         return {}
     span = max(r["finished"] for r in res) - min(r["started"] for r in res)
@@ -155,7 +161,8 @@ def report(state: CampaignState, k: int = 10) -> dict[str, Any]:
     levels = {"screen": state.config.oracle.screen, "promote": state.config.promote_levels}
     evaluations = [{"candidate_id": i, "round": state.round_of(i),
                     "level": ",".join(levels.get(state.stage_of(i)) or state.config.oracle.properties),
-                    "status": state.results[i]["status"] if i in state.results else "pending",
+                    "status": state.results[i]["status"] if i in state.results else
+                    "screened" if state.stage_of(i) == "screen" and i in state.screens else "pending",
                     **({"values": state.results[i].get("values", {}), "reason": state.results[i].get("reason"),
                         "worker": state.results[i].get("worker"), "wall_s": state.results[i].get("wall_s")}
                        if i in state.results else {})} for i in state.selected]

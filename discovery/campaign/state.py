@@ -192,6 +192,14 @@ class CampaignState:
         """A pick at ``stage`` has its result (a screen's, ok or failed, or the final one)."""
         return candidate_id in self.results or (stage == "screen" and candidate_id in self.screens)
 
+    def result_of(self, candidate_id: str, stage: str) -> dict[str, Any] | None:
+        """The result event of a candidate's pick at ``stage``: a screen's (ok, or failed and final) or the
+        final one; None while it runs."""
+        final = self.results.get(candidate_id)
+        if stage != "screen":
+            return final
+        return self.screens.get(candidate_id) or (final if final and final.get("stage") == "screen" else None)
+
     def pending(self) -> list[str]:
         """Candidates whose latest pick has no result yet (in flight, or queued)."""
         return [i for i in self.selected if not self.answered(i, self.stage_of(i))]
