@@ -17,6 +17,9 @@ def _summary(report: dict[str, Any], run_id: str | None, tracking) -> str:
              f"  proposed {c['proposed']} ({c['invalid']} invalid), evaluated {c['evaluated']} of budget "
              f"{c['budget']} ({c['failed']} failed, {c['pending']} pending), {c['rounds']} rounds, "
              f"{c['model_versions']} surrogate versions"]
+    if "screened" in c:  # a funnel: evaluated = promoted (or failed); the budget is CPU
+        lines.append(f"  funnel: {c['screened']} screened, {c['promoted']} promoted; {c['budget_spent']:.2f} of "
+                     f"{c['budget']} full evaluations' worth of CPU spent")
     if report["invalid_by_reason"]:
         lines.append(f"  invalid candidates by reason: {report['invalid_by_reason']}")
     if report["failures_by_reason"]:
