@@ -142,7 +142,7 @@ class _Scheduler:
         r = self.c.next_round()
         # plan a round ahead as soon as what it is conditioned on is complete, so that proposing and
         # retraining overlap the oracle work; at most about one round stays queued
-        if len(self.queue) >= self.st.config.batch_size or not self.st.complete_through(r - core.LAG):
+        if len(self.queue) >= self.st.config.batch_size or not self.st.complete_through(r - core.LAG, self.c.promotion_lag):
             return
         self.planning = [self.c.planning(r, core.LAG, self.st.config.batch_size), None, r]
         self._step_planning(None)

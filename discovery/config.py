@@ -101,6 +101,9 @@ class PlannerSection:
     joint_above: int = bounded(16, 0)  # larger single-objective batches: picks from one joint posterior sample
     # the funnel's CPU-s per oracle level, replacing the measured defaults (discovery/oracle/costs.py)
     costs: dict[str, float] = field(default_factory=dict)
+    # the funnel, `run()`: rounds beyond the usual 2 before a promotion's result is planned on, so that
+    # screening goes on while its MD runs (a round waits for every result it is conditioned on)
+    promotion_lag: int = bounded(4, 0)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ def test_a_screen_is_pending_until_answered_and_promotion_waits_for_the_round_st
     st.record({"type": "selected", "round": 1, "ids": ["c0"], "strategy": "botorch", "model_version": 1,
                "stages": {"c0": "promote"}})
     assert st.pending() == ["c0"] and st.promotable(3, 2) == []
+    # run() plans on a promotion planner.promotion_lag rounds later: its MD does not hold up the screening
+    assert not st.complete_through(1) and st.complete_through(1, promote_lag=1)
+    assert not st.known(4, 1, "promote", 2, promote_lag=2) and st.known(5, 1, "promote", 2, promote_lag=2)
     assert st.spent == pytest.approx(2 * 5 / 105 + 100 / 105)
     st.close()
 

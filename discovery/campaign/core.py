@@ -104,6 +104,12 @@ class Campaign:
     def run_dir(self) -> Path:
         return self.state.run_dir
 
+    @property
+    def promotion_lag(self) -> int:
+        """Rounds, beyond ``LAG``, before ``run()`` plans on a promotion's result (a funnel's MD takes minutes,
+        its screens seconds: the rounds between keep the workers screening)."""
+        return self.config.planner.promotion_lag if self.config.funnel else 0
+
     def run(self, progress: bool = True) -> dict[str, Any]:
         """Run (or continue) the campaign until its budget is spent; returns the report."""
         self._notify("started")
@@ -193,18 +199,19 @@ class Campaign:
         funnel (``oracle.screen``) a pick screens a new MOF or promotes a screened one, whichever is worth
         more per CPU-second (``_funnel_costs``), within what is left of the budget."""
         st, funnel = self.state, self.config.funnel
-        basis = st.basis_for(r, lag)
+        k = self.promotion_lag if lag >= LAG else 0  # run(): promotions reach the planner k rounds later
+        basis = st.basis_for(r, lag, k)
         if r not in st.rounds or not st.rounds[r].planned:
             yield from self._propose(r, basis)
-        version = yield from self._model(r, basis, st.screened_for(r, lag) if funnel else [])
+        version = yield from self._model(r, basis, st.screened_for(r, lag, k) if funnel else [])
         pool = [i for i in st.selectable() if i not in self.unscorable]
-        promote = [i for i in st.promotable(r, lag) if self._passes_screen(i)] if funnel else []
+        promote = [i for i in st.promotable(r, lag, k) if self._passes_screen(i)] if funnel else []
         actions = [*pool, *promote]
         q = min(q, len(actions)) if funnel else min(q, int(st.budget_left), len(pool))
         if q <= 0 or st.budget_left <= 0:
             self.exhausted = not actions
             return []
-        lagging = {i for rr, rnd in st.rounds.items() if rr > r - lag for i in rnd.selected}
+        lagging = {i for rr, i, s in st.picks() if not st.known(r, rr, s, lag, k)}
         pending = [i for i in st.selected if i in lagging or not st.answered(i, st.stage_of(i))]
         planner = replace(self.config.planner_config(), seed=self.config.seed * 1000 + r)
         predictions: dict[str, dict] = {}
@@ -219,7 +226,7 @@ class Campaign:
         else:
             known = st.values(basis, self.targets)
             ids = [*actions, *pending]
-            pins = (self._pins(ids, r, lag),) if funnel else ()
+            pins = (self._pins(ids, st.screened_for(r, lag, k)),) if funnel else ()
             model, X, X_obs = yield Call("surrogate", "botorch_inputs", ids, basis, known, *pins)
             costs = self._funnel_costs(Planner(planner), model, X[: len(pool)], len(promote)) if funnel else None
             rows = Planner(planner).select(model, X[: len(actions)], X_obs, q,
@@ -260,9 +267,9 @@ class Campaign:
         return [(name, low) for name, low in self.config.planner_config().minimum
                 if set(DERIVED.get(name, (name,))) <= screened]
 
-    def _pins(self, ids: Sequence[str], r: int, lag: int) -> np.ndarray:
-        """The screen values round r knows (NaN elsewhere), for the surrogate to hold fixed."""
-        known = set(self.state.screened_for(r, lag))
+    def _pins(self, ids: Sequence[str], screened: Sequence[str]) -> np.ndarray:
+        """The values of the screens a round knows (NaN elsewhere), for the surrogate to hold fixed."""
+        known = set(screened)
         out = np.full((len(ids), len(self.targets)), np.nan)
         rows = [k for k, i in enumerate(ids) if i in known]
         if rows:

@@ -213,26 +213,33 @@ class CampaignState:
         ids = self.order if ids is None else ids
         return [self.results[i] for i in ids if i in self.results and self.results[i]["status"] == "ok"]
 
-    def complete_through(self, round_index: int) -> bool:
-        """Every candidate selected in rounds ``<= round_index`` has a result."""
-        return all(self.answered(i, s) for r, i, s in self.picks() if r <= round_index)
+    def complete_through(self, round_index: int, promote_lag: int = 0) -> bool:
+        """Every candidate selected in rounds ``<= round_index`` has a result; a funnel's promotions only
+        those of rounds ``<= round_index - promote_lag``."""
+        return all(self.answered(i, s) for r, i, s in self.picks()
+                   if r <= round_index - (promote_lag if s == "promote" else 0))
 
-    def basis_for(self, round_index: int, lag: int) -> list[str]:
-        """Ids of the ok results a round's model and selection are conditioned on: those of rounds
-        ``<= round_index - lag`` (fixed by the round structure, not by arrival order: reproducible)."""
-        return [i for r, i, s in self.picks() if r <= round_index - lag and s != "screen"
+    def known(self, round_index: int, pick_round: int, stage: str, lag: int, promote_lag: int = 0) -> bool:
+        """Round ``round_index`` knows the result of a pick of round ``pick_round``: it was ``lag`` rounds
+        earlier, a funnel's promotion ``lag + promote_lag`` (fixed by the round structure, not by arrival
+        order: reproducible)."""
+        return pick_round <= round_index - lag - (promote_lag if stage == "promote" else 0)
+
+    def basis_for(self, round_index: int, lag: int, promote_lag: int = 0) -> list[str]:
+        """Ids of the ok results a round's model and selection are conditioned on (``known``)."""
+        return [i for r, i, s in self.picks() if s != "screen" and self.known(round_index, r, s, lag, promote_lag)
                 and i in self.results and self.results[i]["status"] == "ok"]
 
-    def screened_for(self, round_index: int, lag: int) -> list[str]:
+    def screened_for(self, round_index: int, lag: int, promote_lag: int = 0) -> list[str]:
         """A funnel's ok screens of rounds ``<= round_index - lag`` whose MOF has no final result in the
         basis (``basis_for``): the rest of what a round knows."""
-        basis = set(self.basis_for(round_index, lag))
+        basis = set(self.basis_for(round_index, lag, promote_lag))
         return [i for r, i, s in self.picks() if r <= round_index - lag and s == "screen"
                 and i in self.screens and i not in basis]
 
-    def promotable(self, round_index: int, lag: int) -> list[str]:
+    def promotable(self, round_index: int, lag: int, promote_lag: int = 0) -> list[str]:
         """The screens round ``round_index`` knows of (``screened_for``) not picked for promotion yet."""
-        return [i for i in self.screened_for(round_index, lag) if self.stage_of(i) == "screen"]
+        return [i for i in self.screened_for(round_index, lag, promote_lag) if self.stage_of(i) == "screen"]
 
     def selectable(self) -> list[str]:
         """Valid candidates proposed so far and never selected, in proposal order."""
