@@ -60,7 +60,8 @@ def test_unconverged_interval_reaches_the_campaign_record(irmof1):
     assert outcome.status == "ok" and not co2["converged"] and co2["ci95"] / co2["kh_mol_kg_pa"] > 0.001
     assert outcome.record["converged"] is False and "henry.co2" in outcome.record["unconverged"]
     events: list = []
-    stub = SimpleNamespace(state=SimpleNamespace(record=events.append, rounds={}), _finished=True)
+    stub = SimpleNamespace(state=SimpleNamespace(record=events.append, rounds={}, stage_of=lambda cid: "full"),
+                           _finished=True)
     Campaign.record_result(stub, "irmof1", outcome)
     assert events[0]["oracle"]["converged"] is False and events[0]["oracle"]["henry"]["co2"]["converged"] is False
 
