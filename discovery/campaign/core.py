@@ -234,8 +234,8 @@ class Campaign:
                                            floor=funnel).rows
             strategy = self.config.planner.strategy
             mean, std = yield Call("surrogate", "predict", [actions[i] for i in rows])
-            predictions = {actions[i]: {"targets": list(self.targets), "mean": mean[k].tolist(), "std": std[k].tolist()}
-                           for k, i in enumerate(rows)}
+            predictions = {actions[i]: {"targets": list(self.targets), "mean": mean[j].tolist(), "std": std[j].tolist()}
+                           for j, i in enumerate(rows)}
         picked = [actions[i] for i in rows]
         event = {"type": "selected", "round": r, "ids": picked, "strategy": strategy, "model_version": version,
                  "n_basis": len(basis), "n_pending": len(pending), "predictions": predictions}
