@@ -76,6 +76,16 @@ def cmd_library_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_library_block_checks(args: argparse.Namespace) -> int:
+    from discovery.library.block_checks import build_block_checks, load_block_checks, rejected_blocks
+
+    path = build_block_checks(builds=args.builds, workers=args.workers, progress=True)
+    table = load_block_checks(path)
+    print(json.dumps({"table": str(path), "blocks": len(table),
+                      "rejected_for_de_novo": sorted(rejected_blocks(table))}))
+    return 0
+
+
 # ---- single structures ------------------------------------------------------------------------
 def cmd_assemble(args: argparse.Namespace) -> int:
     from discovery.library.assembly import Assembler
@@ -240,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     lib = sub.add_parser("library", help="derived tables of the BB/topology library").add_subparsers(dest="sub", required=True)
     add(lib, "rebuild", cmd_library_rebuild, "recompute the topology catalogue and compatibility table "
         "(CPU-hours; resumable)").add_argument("--workers", type=positive_int)
+    sp = add(lib, "block-checks", cmd_library_block_checks, "MOFChecker's failures per building block over a few "
+             "random builds (de novo sampling leaves out blocks that always fail; resumable)")
+    sp.add_argument("--builds", type=positive_int, default=3, help="recipes built per block")
+    sp.add_argument("--workers", type=positive_int)
 
     sp = add(sub, "assemble", cmd_assemble, "assemble a recipe TOPOLOGY+NODES+EDGES (e.g. pcu+N16+E14) into a CIF")
     sp.add_argument("recipe")
