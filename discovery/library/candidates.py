@@ -78,15 +78,18 @@ def describe(mof, record: dict[str, Any], space: DesignSpace, t0: float, probe: 
     the preparation started at."""
     from discovery.library.dataset import size_problem
     from discovery.structures.descriptors import probe_descriptors
-    from discovery.structures.mofchecker import mofchecker_report, mofchecker_valid
+    from discovery.structures.mofchecker import mofchecker_failures, mofchecker_report
     from discovery.structures.validity import check_mof
 
     problem = size_problem(mof, space)
     if problem:
         return {**record, "status": "invalid", **problem}
     report, geometry = check_mof(mof.structure, name=mof.id)
-    # MOFChecker's verdict (MOFDiff's definition) beside the project's, for generator metrics and campaigns
-    record = {**record, "mofchecker_valid": mofchecker_valid(mofchecker_report(mof.structure, name=mof.id))}
+    # MOFChecker's verdict (MOFDiff's definition) beside the project's, for generator metrics and campaigns;
+    # every failed check of both is kept (generator metrics report each check's pass rate)
+    mofchecker_failed = mofchecker_failures(mofchecker_report(mof.structure, name=mof.id))
+    record = {**record, "mofchecker_valid": not mofchecker_failed, "mofchecker_failed": mofchecker_failed,
+              "failed_checks": report.failed}
     if not report.valid:
         return {**record, "status": "invalid", "reason": report.failed[0], "message": report.reason}
     descriptors = {k: geometry.to_dict()[k] for k in GEOMETRY_KEYS}

@@ -332,15 +332,16 @@ def mofchecker_report(structure: Structure, charges: np.ndarray | None = None,
     return {check: report[check] for check in MOFCHECKER_CHECKS}
 
 
+def mofchecker_failures(report: dict[str, bool | None], checks: tuple[str, ...] = MOFDIFF_VALIDITY) -> list[str]:
+    """The checks of ``checks`` not at their good value (a check missing from ``report`` fails; None is
+    skipped, as MOFDiff skips a descriptor that is not a Boolean)."""
+    return [c for c in checks if c not in report
+            or (report[c] is not None and bool(report[c]) != (c in GOOD_WHEN_TRUE))]
+
+
 def mofchecker_valid(report: dict[str, bool | None], checks: tuple[str, ...] = MOFDIFF_VALIDITY) -> bool:
-    """Valid the way MOFDiff counts it: every check in ``checks`` at its good value; None is skipped, as
-    MOFDiff skips a descriptor that is not a Boolean. A check missing from ``report`` fails."""
-    for check in checks:
-        if check not in report:
-            return False
-        if report[check] is not None and bool(report[check]) != (check in GOOD_WHEN_TRUE):
-            return False
-    return True
+    """Valid the way MOFDiff counts it: every check in ``checks`` at its good value."""
+    return not mofchecker_failures(report, checks)
 
 
 def agreement(rows: list[tuple[bool, bool]]) -> dict[str, int | float]:
