@@ -14,6 +14,7 @@ from discovery.generator.diffusion import Schedule
 from discovery.generator.generator import DiffusionGenerator, round_robin
 from discovery.generator.metrics import fingerprint, generation_metrics
 from discovery.generator.model import CGDiffusion, ModelSettings, Normaliser, collate, lattice_from_invariants
+from discovery.generator.templates import DenovoSettings, TemplatePrior
 from discovery.generator.train import examples_from_rows, fit, training_rows
 
 SMALL = ModelSettings(hidden=32, layers=2, latent_dim=8, steps=10, k=8)
@@ -128,7 +129,8 @@ def generator(examples, table):
     lookup = examples_from_rows(training_rows()[:24], embedding.vector)[0]
     model = CGDiffusion(SMALL, Normaliser.fit(lookup, embedding.vectors))
     fit(model, lookup, steps=5)
-    return DiffusionGenerator(model, embedding, replay=lookup[:8])
+    prior = TemplatePrior.from_rows(training_rows()[:24], embedding.ids, DenovoSettings(unseen_weight=0.0))
+    return DiffusionGenerator(model, embedding, replay=lookup[:8], prior=prior)
 
 
 def test_samples_decode_to_library_building_blocks(generator):
@@ -195,6 +197,17 @@ def test_metrics_count_duplicates_and_training_structures(rows):
     assert m["validity"] == 0.75 and m["uniqueness"] == round(2 / 3, 4) and m["novelty"] == round(1 / 3, 4)
     assert m["valid_per_cpu_s"] == 1.5 and m["invalid_reasons"] == {"overlap": 1}
     assert m["mofchecker_validity"] == 0.5  # a twice (b and the invalid one carry no MOFChecker pass)
+    assert m["vnu"] == 0.25  # b: the one valid, new, distinct fingerprint of four samples
+    assert m["validity_with_mofchecker"] == 0.5 and m["vnu_with_mofchecker"] == 0.0  # a is a training MOF
+    checked = [{**a, "failed_checks": [], "mofchecker_failed": []},
+               {"status": "invalid", "failed_checks": ["overlap", "coordination"],
+                "mofchecker_failed": ["has_atomic_overlaps"]},
+               {"status": "invalid", "failed_checks": ["coordination"], "mofchecker_failed": []},
+               {"status": "invalid", "reason": "assembly"}]  # never reached the checks
+    rates = generation_metrics(checked, rows, 1.0)
+    assert rates["n_checked"] == 3 and rates["check_pass_rates"] == {"coordination": round(1 / 3, 4),
+                                                                     "overlap": round(2 / 3, 4)}
+    assert rates["mofchecker_pass_rates"] == {"has_atomic_overlaps": round(2 / 3, 4)}
     assert fingerprint(rows[0]["cg"], rows[0]["descriptors"]) != fingerprint(rows[1]["cg"], rows[1]["descriptors"])
     # a training MOF reassembled with its beads moved: same blocks and density, another PLD; not new
     moved = {**rows[0]["descriptors"], "pld": rows[0]["descriptors"]["pld"] + 0.7}
@@ -227,6 +240,7 @@ def test_save_and_load_give_the_same_samples(generator, tmp_path):
     again = DiffusionGenerator.load(tmp_path / "g")
     assert again.version == generator.version
     again.reference = generator.reference  # not saved: the model before fine-tuning, kept by its owner
+    again.prior = generator.prior  # not saved: built from the training rows by load_generator
     assert [s.id for s in again.sample(2, seed=4)] == [s.id for s in generator.sample(2, seed=4)]
 
 
@@ -279,6 +293,9 @@ def test_campaign_generator_fine_tunes_saves_and_resumes(generator, rows, tmp_pa
     assert (tmp_path / "run" / "generator" / f"v{start + 1}" / "model.pt").exists()
     again = CampaignGenerator(config, tmp_path / "run", seed=0)  # a restarted agent
     assert again.generator.version == start + 1 and again.tuned_on == 6
+    # the de novo net prior as fine-tuning left it: moved toward the nets of the best results
+    assert again.generator.prior.weights() == pytest.approx(agent.generator.prior.weights())
+    assert agent.generator.prior.weights() != agent.generator.base_prior.weights()
 
 
 @pytest.mark.slow
@@ -341,3 +358,25 @@ def test_real_mofs_train_and_parent_the_generator(generator, real_row, tmp_path)
 
     records, _ = generate(again, 2, seed=0, parents=[example], strength=0.1, block_strength=0.05, progress=False)
     assert not [r for r in records if r.get("reason") == "UnknownBuildingBlockError"]
+
+
+def test_campaign_generator_mixes_de_novo_samples_and_edits(generator, tmp_path):
+    from collections import Counter
+
+    from discovery.campaign.contracts import ProposalContext
+    from discovery.config import ProposerConfig
+    from discovery.generator.campaign import CampaignGenerator
+
+    generator.save(tmp_path / "model")
+    config = ProposerConfig(kind="diffusion", model=str(tmp_path / "model"), denovo_fraction=0.5, denovo_unseen=0.0)
+    agent = CampaignGenerator(config, None, seed=0)
+    records = agent.propose(6, ProposalContext(round=0, seed=0))
+    origins = Counter(r["origin"] for r in records)
+    assert origins["diffusion-edit"] == 3 and 1 <= origins["diffusion-denovo"] <= 3  # repeated recipes dropped
+    assert len({r["id"] for r in records}) == len(records)
+    for r in records:
+        if r["origin"] == "diffusion-denovo":
+            assert r["parent"] is None and r["id"] == r["recipe"] and isinstance(r["in_design_space"], bool)
+    denovo_only = CampaignGenerator(ProposerConfig(kind="diffusion", model=str(tmp_path / "model"), mode="denovo",
+                                                   denovo_unseen=0.0), None, seed=0)
+    assert {r["origin"] for r in denovo_only.propose(2, ProposalContext(round=0, seed=0))} == {"diffusion-denovo"}

@@ -5,21 +5,24 @@ building blocks), ``prepare(samples)`` -> candidate records (assembled, checked,
 surrogate scores and the oracle evaluates), ``update(results)`` -> fine-tune on the best validated MOFs and
 bump the version that every later candidate records.
 
-Two ways to sample. De novo: MOFDiff optimises its latent for the property head; here ``sample(steer=k)``
-draws ``k`` latents from the prior per wanted sample and keeps those the property head ranks highest
-(cheap, and the kept latents stay typical of the prior, where the denoiser was trained). Edits
-(``sample(parents=..., strength=s)``, SDEdit): parents are re-noised to a fraction ``s`` of the diffusion run
-and denoised; the CPU-sized model builds valid frameworks this way (about half of the samples at s = 0.5)
-while de novo samples do not yet assemble (docs/generator.md has the figures).
+Two ways to sample. De novo (``templates``): a latent from the prior chooses a net among those of its bead
+count, and the building blocks are denoised from pure noise on the net's embedding, then built by pormake;
+MOFDiff optimises its latent for the property head, here ``sample(steer=k)`` draws ``k`` latents per wanted
+sample and keeps those the property head ranks highest (cheap, and the kept latents stay typical of the
+prior, where the denoiser was trained). Edits (``sample(parents=..., strength=s)``, SDEdit): parents are
+re-noised to a fraction ``s`` of the diffusion run and denoised. docs/generator.md has the figures of both.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -30,9 +33,11 @@ from discovery.config import ProposerConfig
 from discovery.library.designspace import DesignSpace
 from discovery.errors import DiscoveryError
 from discovery.generator.model import CGDiffusion, CGExample, Guide
+from discovery.generator.templates import TemplatePrior, in_design_space
 from discovery.generator.train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
+NET_PRIOR_FILE = "net_prior.json"
 UNITS_FILE = "units.json.gz"  # the blocks beyond pormake's that the embedding holds (real MOFs' units)
 DEFAULTS = ProposerConfig()  # the proposer's defaults: edit strengths, training steps
 
@@ -50,6 +55,7 @@ class CGSample:
     predicted: float
     version: int
     parent: str | None = None  # the MOF an edit started from (None: de novo)
+    recipe: str | None = None  # de novo: the net and one block per slot type, which pormake builds
 
 
 @dataclass
@@ -59,6 +65,9 @@ class FineTuneSettings:
     replay: int = 64  # training-set examples mixed in, so the model keeps making valid frameworks
     steps: int = 150
     lr: float = 3e-4
+    # de novo: this share of the net prior moves onto the nets of the best results (the rest stays on the
+    # training set's nets and the unseen ones)
+    net_share: float = 0.5
 
 
 @dataclass
@@ -76,12 +85,21 @@ class DiffusionGenerator:
     reference: CGDiffusion | None = None
     guidance: float = DEFAULTS.guidance
     units: Any = None  # UnitLibrary of the embedding's blocks beyond pormake's (None: pormake's only)
+    # de novo: the nets to draw from (built from the training rows by ``load_generator``); ``update`` moves
+    # part of its mass onto the nets of the best results
+    prior: TemplatePrior | None = None
+    base_prior: TemplatePrior | None = None  # the prior before any update (None: ``prior`` is it)
 
-    def _snapper(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _snapper(self, mask: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Nearest real block to each clean-embedding estimate; ``mask`` (beads x library) limits each bead
+        to the blocks that fit its slot."""
         table = self.model.standardise(self.embedding.vectors)  # the library, as the model sees it
 
         def snap(e0: torch.Tensor) -> torch.Tensor:
-            return table[torch.cdist(e0, table).argmin(dim=1)]
+            d = torch.cdist(e0, table)
+            if mask is not None:
+                d = d.masked_fill(~mask, float("inf"))
+            return table[d.argmin(dim=1)]
         return snap
 
     # ---- persistence ---------------------------------------------------------------------------------
@@ -101,6 +119,8 @@ class DiffusionGenerator:
         path = Path(path)
         save_model(self.model, path, {**dict(meta or {}), "version": self.version})
         self.embedding.save(path / EMBEDDING_FILE)
+        if self.prior is not None:  # the de novo net weights (the nets themselves come from the training rows)
+            (path / NET_PRIOR_FILE).write_text(json.dumps(self.prior.weights(), sort_keys=True))
         if self.units is not None and len(self.units):
             self.units.save(path / UNITS_FILE)
         return path
@@ -132,8 +152,36 @@ class DiffusionGenerator:
                 if steer > 1:
                     keep = predicted.argsort(descending=True)[:n]
                     z, predicted = z[keep], predicted[keep]
-                raw, origins = self.model.sample(z, snap=snap, guide=self._guide()), [None] * n
+                return self._denovo(z, predicted)
         return [self._decode(r, float(p), o) for r, p, o in zip(raw, predicted, origins)]
+
+    def _denovo(self, z: torch.Tensor, predicted: torch.Tensor) -> list[CGSample]:
+        """One sample per latent on a net the latent chooses (``templates``); blocks from pure noise."""
+        if self.prior is None:
+            raise DiscoveryError("de novo sampling needs the generator's net prior: load the generator with "
+                                 "discovery.generator.pipeline.load_generator")
+        prior, ids = self.prior, self.embedding.ids
+        chosen = [prior.templates[k] for k in prior.choose(self.model.count_head(z).softmax(-1))]
+        layouts = [prior.layout(t) for t in chosen]
+        metal = [t.metal_types[int(torch.randint(len(t.metal_types), ()))] for t in chosen]
+        mask = torch.cat([prior.mask(t, lay.slots, ids, m) for t, lay, m in zip(chosen, layouts, metal)])
+        counts = torch.tensor([len(lay.slots) for lay in layouts])
+        batch = torch.repeat_interleave(torch.arange(len(z)), counts)
+        lattice = torch.tensor(np.stack([lay.lattice for lay in layouts]), dtype=torch.float32)
+        pos = torch.tensor(np.concatenate([lay.positions for lay in layouts]), dtype=torch.float32)
+        snap = self._snapper(mask)
+        emb = self.model.sample_blocks(z, lattice, batch, pos, snap, self._guide())
+        table = self.model.standardise(self.embedding.vectors)
+        picks = torch.cdist(emb, table).masked_fill(~mask, float("inf")).argmin(dim=1).tolist()
+        out, start = [], 0
+        for t, lay, p in zip(chosen, layouts, predicted.tolist()):
+            blocks = [ids[i] for i in picks[start:start + len(lay.slots)]]
+            start += len(lay.slots)
+            recipe = str(t.recipe(lay.slots.tolist(), blocks))
+            frac = np.linalg.solve(lay.lattice.T, lay.positions.T).T % 1.0
+            out.append(CGSample(recipe, lay.lattice, frac, tuple(blocks), np.zeros(len(blocks)), float(p),
+                                self.version, None, recipe))
+        return out
 
     def _guide(self) -> Guide | None:
         return Guide(self.reference, self.guidance) if self.reference is not None and self.guidance != 1 else None
@@ -173,10 +221,19 @@ class DiffusionGenerator:
         t0 = time.process_time()
         losses = fit(self.model, best + replay, self.finetune.steps, lr=self.finetune.lr, seed=seed,
                      batch_size=min(32, len(best) + len(replay)), desc="fine-tune")
+        self._condition_nets(results, {e.id for e in best})
         self.version += 1
         return {"version": self.version, "fine_tuned_on": len(best), "replay": len(replay),
                 "best_label": best[0].label, "threshold": best[-1].label,
                 "loss": float(np.mean(losses[-20:])), "cpu_s": round(time.process_time() - t0, 1)}
+
+    def _condition_nets(self, results: Sequence[Mapping[str, Any]], best: set[str]) -> None:
+        """Move ``finetune.net_share`` of the de novo net prior onto the nets of the best results."""
+        if self.prior is None:
+            return
+        self.base_prior = self.base_prior or self.prior
+        nets = Counter((r.get("cg") or {}).get("topology") for r in results if r["id"] in best)
+        self.prior = self.base_prior.conditioned(nets, self.finetune.net_share)
 
     def examples(self, results: Sequence[Mapping[str, Any]], keep_unlabelled: bool = False) -> list[CGExample]:
         """Results with a CG view of library BBs and a finite label (any label with ``keep_unlabelled``: the
@@ -206,9 +263,11 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
     from discovery.generator.cg_assembly import assemble_cg
 
     t0 = time.process_time()
-    origin = "diffusion" if sample.parent is None else "diffusion-edit"
-    record = {"id": sample.id, "recipe": sample.id, "origin": origin, "parent": sample.parent, "mutation": None,
-              "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
+    origin = "diffusion-denovo" if sample.parent is None else "diffusion-edit"
+    record = {"id": sample.id, "recipe": sample.recipe or sample.id, "origin": origin, "parent": sample.parent,
+              "mutation": None, "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
+    if sample.recipe is not None:
+        return _prepare_recipe(sample.recipe, record, space or DesignSpace(), t0, describe_probe)
     try:
         result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id,
                              library=units)
@@ -224,6 +283,31 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
         record["units"] = result.mof.units
     out = describe(result.mof, record, space or DesignSpace(), t0, probe=describe_probe)
     return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
+
+
+def _prepare_recipe(text: str, record: dict[str, Any], space: DesignSpace, t0: float,
+                    describe_probe: bool) -> dict[str, Any]:
+    """A de novo sample's recipe built by pormake (``library.assembly``), checked and described; records
+    whether the design space's enumeration could have produced it."""
+    from discovery.errors import AssemblyError, IncompatibleCombinationError
+    from discovery.library.assembly import Recipe, default_assembler
+    from discovery.library.candidates import describe
+
+    recipe = Recipe.parse(text)
+    record = {**record, "in_design_space": in_design_space(recipe, _sampler(space))}
+    try:
+        mof = default_assembler().assemble(recipe)
+    except (IncompatibleCombinationError, AssemblyError) as exc:
+        return {**record, "status": "invalid", "reason": "assembly", "message": str(exc)}
+    out = describe(mof, record, space, t0, probe=describe_probe)
+    return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
+
+
+@lru_cache(maxsize=4)
+def _sampler(space: DesignSpace):
+    from discovery.library.designspace import Sampler
+
+    return Sampler(space)
 
 
 def _sample_id(lattice: np.ndarray, bb_ids: Sequence[str], frac: np.ndarray, version: int) -> str:

@@ -167,6 +167,17 @@ class CGDiffusion(nn.Module):
         return self._split(lattice, pos, emb, counts)
 
     @torch.no_grad()
+    def sample_blocks(self, z: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, pos: torch.Tensor,
+                      snap: Callable[[torch.Tensor], torch.Tensor], guide: Guide | None = None) -> torch.Tensor:
+        """De novo on given bead positions (a net's embedding, ``templates``): building blocks denoised from
+        pure noise, conditioned on ``z``, while the positions stay where they are. Returns the clean
+        embeddings (standardised), snapped by ``snap``. Draws come from torch's global generator."""
+        emb = torch.randn(len(batch), self.settings.emb_dim)
+        _, emb = self._reverse(z, lattice, batch, pos, emb, self.settings.steps, snap, pos_start=1, guide=guide,
+                               z_ref=z)
+        return emb
+
+    @torch.no_grad()
     def edit(self, examples: Sequence[CGExample], strength: float,
              snap: Callable[[torch.Tensor], torch.Tensor] | None = None,
              block_strength: float | None = None, guide: Guide | None = None) -> tuple[torch.Tensor, list[dict]]:

@@ -17,6 +17,7 @@ from discovery.errors import DiscoveryError
 from discovery.generator.generator import DEFAULTS, DiffusionGenerator, prepare_sample, round_robin
 from discovery.generator.metrics import generation_metrics
 from discovery.generator.model import ModelSettings
+from discovery.generator.templates import DenovoSettings, TemplatePrior
 from discovery.generator.train import examples_from_rows, train_model, training_rows
 from discovery.models import DEFAULT, resolve_model, write_fingerprint
 
@@ -91,20 +92,24 @@ def fingerprint(generator: DiffusionGenerator) -> dict[str, Any]:
 
 
 def load_generator(path: str | Path = DEFAULT_MODEL, source: str | Path | None = None, seed: int = 0,
-                   rows: Sequence[dict[str, Any]] | None = None) -> DiffusionGenerator:
+                   rows: Sequence[dict[str, Any]] | None = None,
+                   denovo: DenovoSettings | None = None) -> DiffusionGenerator:
     """A saved generator (``default``: the shipped one) with a replay sample and the top decile of its
-    training data (``rows``, else read from ``source``), for fine-tuning and as first parents."""
+    training data (``rows``, else read from ``source``), for fine-tuning and as first parents, and the net
+    prior of de novo sampling (``denovo``: its settings) from the same rows."""
     path = resolve_model(path, "generator")
     if not (Path(path) / "model.json").exists():
         raise DiscoveryError(f"no generator at {path}: run `discovery train generator --out {path}` first")
     generator = DiffusionGenerator.load(path)
     if rows is None and source is None:
         source = trained_on(path)
-    examples, _ = examples_from_rows(rows if rows is not None else training_rows(source), generator.embedding.vector)
+    rows = rows if rows is not None else training_rows(source)
+    examples, _ = examples_from_rows(rows, generator.embedding.vector)
     pick = np.random.default_rng(seed).permutation(len(examples))[:REPLAY_SIZE]
     generator.replay = [examples[i] for i in pick]
     labelled = sorted((e for e in examples if np.isfinite(e.label)), key=lambda e: e.label, reverse=True)
     generator.elite = labelled[:max(1, len(labelled) // 10)]  # the training set's top decile: first parents
+    generator.prior = TemplatePrior.from_rows(rows, generator.embedding.ids, denovo)
     return generator
 
 
