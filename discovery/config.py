@@ -55,7 +55,12 @@ class ProposerConfig:
     mode: str = choice("edit", "denovo", default="edit")
     strength: float = bounded(0.3, 0.01, 1.0)
     block_strength: float = bounded(0.6, 0.01, 1.0)
-    steer: int = bounded(4, 1)  # mode "denovo": best of this many latents per sample (1: no steering)
+    steer: int = bounded(4, 1)  # de novo samples: best of this many latents per sample (1: no steering)
+    # mode "edit": this share of each round's candidates is sampled de novo (mode "denovo": all of them): a net
+    # chosen by the latent, its blocks denoised from noise (docs/generator.md, "De novo")
+    denovo_fraction: float = bounded(0.25, 0.0, 1.0)
+    denovo_rmsd: float = bounded(0.2, 0.01, 0.3)  # de novo: pormake's node-slot RMSD a node block may have
+    denovo_unseen: float = bounded(0.1, 0.0, 0.9)  # de novo: share of the net prior on nets the training lacks
     # once fine-tuned, sampling amplifies by this factor what fine-tuning changed in the building blocks
     # (1: the fine-tuned model alone; docs/generator.md has the retrain lift at 1, 2 and 3)
     guidance: float = bounded(2.0, 1.0)

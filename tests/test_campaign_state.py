@@ -82,3 +82,27 @@ def test_report_leaves_a_torn_log_unchanged(tmp_path, capsys):
         reader.record({"type": "result", "id": "c1", "status": "ok", "values": {}})
     CampaignState.open(tmp_path / "run").close()  # a writer cuts the torn line
     assert (tmp_path / "run" / EVENTS).read_bytes() == before[: before.rfind(b"\n") + 1]
+
+
+def test_report_and_round_metrics_show_what_the_de_novo_share_found(tmp_path):
+    from discovery.campaign.report import denovo_metrics, objective_values, origin_counts, report
+
+    config = load_config({"budget": 4, "batch_size": 2, "tracking": {"mlflow": False}})
+    st = CampaignState.create(tmp_path / "run", config)
+    origins = ["diffusion-edit", "diffusion-denovo", "diffusion-denovo", "diffusion-edit"]
+    st.record({"type": "proposed", "round": 0, "candidates": [
+        {"id": f"c{i}", "recipe": f"c{i}", "origin": o, "status": "valid"} for i, o in enumerate(origins)]})
+    st.record({"type": "selected", "round": 0, "ids": ["c0", "c1", "c2"], "strategy": "random", "model_version": None})
+    for cid, value in (("c0", -5.0), ("c1", -4.2), ("c2", -6.0)):
+        st.record({"type": "result", "id": cid, "status": "ok", "values": {"log10_kh_co2": value}})
+    by_origin = origin_counts(st)
+    assert by_origin["diffusion-denovo"] == {"proposed": 2, "valid": 2, "evaluated": 2, "best_log10_kh_co2": -4.2}
+    assert by_origin["diffusion-edit"]["evaluated"] == 1 and by_origin["diffusion-edit"]["best_log10_kh_co2"] == -5.0
+    assert report(st)["by_origin"] == by_origin
+    ok = ["c0", "c1", "c2"]
+    metrics = denovo_metrics(st, ok, objective_values(st, ok), top_threshold=-4.5)
+    assert metrics == {"denovo_evaluated": 2, "best_log10_kh_co2_denovo": -4.2, "top_found_denovo": 1}
+    st.close()
+    plain = _state(tmp_path / "other")
+    assert denovo_metrics(plain, ["c0"], objective_values(plain, ["c0"]), -4.5) == {}  # nothing de novo
+    plain.close()

@@ -15,6 +15,8 @@ from scipy.stats import norm
 from discovery.campaign.state import CampaignState
 from discovery.campaign.pareto import pareto_mask
 
+DENOVO = "diffusion-denovo"  # the origin of the diffusion generator's de novo samples
+
 
 def objective_names(state: CampaignState) -> tuple[str, ...]:
     return state.config.planner.objectives
@@ -90,8 +92,24 @@ def round_metrics(state: CampaignState, r: int, top_threshold: float | None = No
         out["hypervolume"] = hypervolume_2d(values, reference=np.nanmin(values, axis=0))
     if top_threshold is not None and len(ok):
         out["top_found"] = int(np.sum(values[:, 0] >= top_threshold))
+    out.update(denovo_metrics(state, ok, values, top_threshold))
     out.update(prediction_quality(state, r))
     out.update(throughput(state, ids, workers, round_index=r))
+    return out
+
+
+def denovo_metrics(state: CampaignState, ok: Sequence[str], values: np.ndarray,
+                   top_threshold: float | None) -> dict[str, float | None]:
+    """What the de novo share of the diffusion generator found (none when it proposed nothing de novo)."""
+    if not any(c.get("origin") == DENOVO for c in state.candidates.values()):
+        return {}
+    rows = [k for k, i in enumerate(ok) if state.candidates.get(i, {}).get("origin") == DENOVO]
+    first = values[rows, 0] if rows else np.zeros(0)
+    out: dict[str, float | None] = {"denovo_evaluated": len(rows)}
+    out[f"best_{objective_names(state)[0]}_denovo"] = float(np.nanmax(first)) \
+        if len(first) and np.isfinite(first).any() else None
+    if top_threshold is not None:
+        out["top_found_denovo"] = int(np.sum(first >= top_threshold))
     return out
 
 
@@ -174,9 +192,29 @@ def report(state: CampaignState, k: int = 10) -> dict[str, Any]:
                        "budget": state.config.budget, "rounds": len([r for r in state.rounds.values() if r.selected]),
                        "model_versions": len(state.models),
                        **(funnel_counts(state) if state.config.funnel else {})},
+            "by_origin": origin_counts(state),
             "invalid_by_reason": dict(invalid), "failures_by_reason": dict(failed),
             "best": _records(best(state, k)), "pareto_front": _records(pareto_front(state)),
             "evaluations": evaluations}
+
+
+def origin_counts(state: CampaignState) -> dict[str, dict[str, Any]]:
+    """Per origin (diffusion-edit, diffusion-denovo, design-space draw, ...): proposed, valid, evaluated and
+    the best value of the first objective."""
+    key = f"best_{objective_names(state)[0]}"
+    ok = [i for i in state.order if state.results[i]["status"] == "ok"]
+    first = dict(zip(ok, objective_values(state, ok)[:, 0].tolist()))
+    out: dict[str, dict[str, Any]] = {}
+    for cid, cand in state.candidates.items():
+        row = out.setdefault(str(cand.get("origin")), {"proposed": 0, "valid": 0, "evaluated": 0, key: None})
+        row["proposed"] += 1
+        row["valid"] += cand["status"] == "valid"
+        value = first.get(cid)
+        if value is not None:
+            row["evaluated"] += 1
+            if math.isfinite(value) and (row[key] is None or value > row[key]):
+                row[key] = float(value)
+    return out
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

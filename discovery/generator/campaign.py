@@ -14,7 +14,8 @@ import torch
 from discovery.campaign.contracts import Feedback, Generator, ProposalContext
 from discovery.config import ProposerConfig
 from discovery.errors import DiscoveryError
-from discovery.generator.generator import DiffusionGenerator
+from discovery.generator.generator import NET_PRIOR_FILE, DiffusionGenerator
+from discovery.generator.templates import DenovoSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class CampaignGenerator(Generator):
 
         torch.set_num_threads(1)  # the oracle workers have the cores
         self.config, self.seed = config, seed
-        self.generator: DiffusionGenerator = load_generator(config.model, seed=seed)
+        self.generator: DiffusionGenerator = load_generator(config.model, seed=seed, denovo=denovo_settings(config))
         self.generator.guidance = config.guidance
         self.versions = Path(run_dir) / "generator" if run_dir else None
         self.tuned_on = 0
@@ -65,6 +66,10 @@ class CampaignGenerator(Generator):
             base = self.generator
             self.generator = DiffusionGenerator.load(saved[-1].parent, base.replay)
             self.generator.elite, self.generator.reference = base.elite, base.model  # base: never fine-tuned
+            self.generator.prior = self.generator.base_prior = base.prior
+            weights = saved[-1].parent / NET_PRIOR_FILE
+            if base.prior is not None and weights.exists():  # the net prior as that version left it
+                self.generator.prior = base.prior.with_weights(json.loads(weights.read_text()))
             self.generator.guidance = base.guidance
             self.tuned_on = json.loads(saved[-1].read_text())["meta"].get("tuned_on", 0)
 
@@ -91,12 +96,23 @@ class CampaignGenerator(Generator):
         return [examples[i] for i in ranked if i in examples]
 
     def propose(self, n: int, context: ProposalContext) -> list[dict[str, Any]]:
-        """Sample and prepare ``n`` candidates (seeded by the campaign seed and the round)."""
-        samples = self.generator.sample(n, seed=self.seed * 100_003 + context.round, steer=self.config.steer,
-                                        parents=self._parents(context.parents) if self.config.mode == "edit" else (),
-                                        strength=self.config.strength, block_strength=self.config.block_strength)
+        """Sample and prepare ``n`` candidates (seeded by the campaign seed and the round): edits of the best
+        so far and, for ``denovo_fraction`` of them, de novo samples."""
+        fraction = 1.0 if self.config.mode == "denovo" else self.config.denovo_fraction
+        n_denovo = int(round(n * fraction))
+        seed = self.seed * 100_003 + context.round
+        samples = self.generator.sample(n_denovo, seed=seed, steer=self.config.steer) if n_denovo else []
+        if n > n_denovo:
+            samples += self.generator.sample(n - n_denovo, seed=seed, parents=self._parents(context.parents),
+                                             strength=self.config.strength,
+                                             block_strength=self.config.block_strength)
+        fresh = {s.id: s for s in reversed(samples) if s.id not in context.exclude}  # de novo recipes may repeat
         return [{**r, "generator": f"diffusion-v{self.generator.version}"}
-                for r in self.generator.prepare([s for s in samples if s.id not in context.exclude])]
+                for r in self.generator.prepare([s for s in samples if fresh.get(s.id) is s])]
+
+
+def denovo_settings(config: ProposerConfig) -> DenovoSettings:
+    return DenovoSettings(rmsd=config.denovo_rmsd, unseen_weight=config.denovo_unseen)
 
 
 def _row(f: Feedback) -> dict[str, Any]:
