@@ -26,7 +26,8 @@ from surrogates.adsorption.ensemble import EnsembleConfig
 
 def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: int = 0, source=None,
                         strength: float = DEFAULTS.strength, block_strength: float | None = DEFAULTS.block_strength,
-                        guidance: float = DEFAULTS.guidance, progress: bool = True) -> dict[str, Any]:
+                        guidance: float = DEFAULTS.guidance, progress: bool = True, denovo_n: int = 1000,
+                        steer: int = 8) -> dict[str, Any]:
     """The generator as the loop runs it by default (edits of the training set's top decile at ``strength``
     for bead positions and ``block_strength`` for building blocks):
     validity, uniqueness, novelty, valid MOFs per CPU-second; de novo sampling (``n / 4`` samples) reported
@@ -34,7 +35,14 @@ def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: i
     the training set's top decile, after fine-tuning on that top decile (the validated best) divided by
     before, both from the same random training parents; after fine-tuning, samples are guided by the model
     before it (``guidance``, see ``model.Guide``); the surrogate is an ensemble trained on the same labelled
-    table."""
+    table.
+
+    De novo (``denovo_n`` samples, unsteered): validity (the project's checks and MOFChecker's), valid novel
+    unique samples, the share of valid samples outside the design space, valid per CPU-second and each
+    check's pass rate. Conditioning: of ``denovo_n / 5`` de novo samples, the share of the valid ones the
+    surrogate predicts in the top decile, conditioned on the top decile (after the lift's fine-tuning on it,
+    which also moves half of the net prior onto its nets; guided; latents steered, the best of ``steer``)
+    against unconditioned, and with steering alone."""
     if str(model) != DEFAULT_MODEL and not (Path(model) / "model.json").exists():
         train_generator(source, model, progress=progress)
     if source is None:  # what the model was trained on (committed pools), else the design-space table
@@ -47,8 +55,11 @@ def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: i
     threshold = float(np.quantile([r["labels"][KH_CO2] for r in rows], 0.9))
     edit = {"strength": strength, "block_strength": block_strength}
     _, default = sample_metrics(generator, n, seed, training, progress, parents=generator.elite, **edit)
-    _, denovo = sample_metrics(generator, max(1, n // 4), seed, training, progress)
+    denovo_records, denovo = sample_metrics(generator, denovo_n, seed, training, progress)
     surrogate = _pool_surrogate(rows, seed)
+    n_cond = max(1, denovo_n // 5)
+    plain, _ = sample_metrics(generator, n_cond, seed + 2, training, progress, describe_probe=True)
+    steered, _ = sample_metrics(generator, n_cond, seed + 2, training, progress, steer=steer, describe_probe=True)
     parents = generator.replay  # random training MOFs: the same parents before and after fine-tuning
     before, _ = sample_metrics(generator, n, seed + 1, training, progress, parents=parents, **edit,
                                describe_probe=True)
@@ -62,6 +73,12 @@ def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: i
     after, after_metrics = sample_metrics(generator, n, seed + 1, training, progress, parents=parents,
                                           **edit, describe_probe=True)
     hit_before, hit_after = (_top_fraction(surrogate, recs, threshold) for recs in (before, after))
+    # conditioned on the top decile as the loop conditions on its best: fine-tuned on it (which also moves half
+    # of the net prior onto its nets), guided, latents steered
+    tuned_denovo, _ = sample_metrics(generator, n_cond, seed + 2, training, progress, steer=steer,
+                                     describe_probe=True)
+    share = {k: _top_fraction(surrogate, recs, threshold) for k, recs in
+             (("unsteered", plain), ("steered", steered), ("conditioned", tuned_denovo))}
     keys = ("validity", "uniqueness", "novelty", "valid_per_cpu_s")
     return {**{k: default[k] for k in keys},
             "retrain_lift": round(hit_after / hit_before, 3) if hit_before > 0 else None,
@@ -69,11 +86,32 @@ def benchmark_generator(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: i
                     f"{strength if block_strength is None else block_strength})",
             "n_sampled": n, "n_valid": default["n_valid"], "invalid_reasons": default["invalid_reasons"],
             "cpu_s": default["cpu_s"],
-            "denovo": {k: denovo[k] for k in (*keys, "n_sampled", "invalid_reasons")},
+            **_denovo_summary(denovo, denovo_records, share, steer, guidance),
             "lift": {"top_decile_threshold_log10_kh": round(threshold, 3), "fraction_before": round(hit_before, 4),
                      "fraction_after": round(hit_after, 4), "validity_after": after_metrics["validity"],
                      "novelty_after": after_metrics["novelty"], "guidance": guidance,
                      "fine_tune": tuned}}
+
+
+def _denovo_summary(metrics: dict[str, Any], records: list[dict[str, Any]], share: dict[str, float], steer: int,
+                    guidance: float) -> dict[str, Any]:
+    """The de novo keys of the benchmark: validity and VNU count the samples that pass the project's checks and
+    MOFChecker's; "outside" is the share of those the design space's enumeration cannot produce."""
+    strict = [r for r in records if r.get("status") == "valid" and r.get("mofchecker_valid")]
+    outside = sum(not r.get("in_design_space", True) for r in strict)
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(share[a] / share[b], 3) if share[b] > 0 else None
+    return {"denovo_validity": metrics["validity_with_mofchecker"], "denovo_vnu": metrics["vnu_with_mofchecker"],
+            "denovo_outside_design_space": round(outside / len(strict), 4) if strict else 0.0,
+            "denovo_valid_per_cpu_s": round(len(strict) / metrics["cpu_s"], 4) if metrics["cpu_s"] else 0.0,
+            "denovo_conditioning_ratio": ratio("conditioned", "unsteered"),
+            "denovo": {**{k: metrics[k] for k in ("n_sampled", "validity", "mofchecker_validity", "uniqueness",
+                                                   "novelty", "vnu", "valid_per_cpu_s", "cpu_s", "invalid_reasons",
+                                                   "n_checked", "check_pass_rates", "mofchecker_pass_rates")
+                          if k in metrics},
+                       "top_decile_share": {k: round(v, 4) for k, v in share.items()},
+                       "steer": steer, "steered_ratio": ratio("steered", "unsteered"), "guidance": guidance}}
 
 
 def _pool_surrogate(rows: list[dict[str, Any]], seed: int):

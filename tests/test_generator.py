@@ -254,6 +254,12 @@ def test_cli_trains_generates_and_reports(tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["n_sampled"] == 2 and 0 <= metrics["validity"] <= 1 and not math.isnan(metrics["cpu_s"])
     assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 2
+    assert main(["generate", "--n", "2", "--mode", "denovo", "--unseen-nets", "0", "--model", str(model),
+                 "--out", str(tmp_path / "denovo"), "--json"]) == 0
+    denovo = json.loads((tmp_path / "denovo" / "metrics.json").read_text())
+    assert denovo["mode"] == "denovo" and 0 <= denovo["outside_design_space"] <= 1 and denovo["unseen_nets"] == 0
+    samples = [json.loads(line) for line in (tmp_path / "denovo" / "samples.jsonl").read_text().splitlines()]
+    assert {s["origin"] for s in samples} == {"diffusion-denovo"} and all(s["recipe"] == s["id"] for s in samples)
     assert main(["generate", "--n", "1", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     # what it was trained on is named, so that its parents and novelty come from the same committed pools
     from discovery.generator.pipeline import source_label, trained_on

@@ -28,11 +28,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from discovery.generator.metrics import generation_metrics
     from discovery.generator.pipeline import generate, load_generator, trained_on, write_generated
+    from discovery.generator.templates import DenovoSettings
     from discovery.generator.train import training_rows
 
     # the generator's parents, and what novelty is measured against: by default what it was trained on
     training = training_rows(data_source(args) or trained_on(args.model))
-    generator = load_generator(args.model, seed=args.seed, rows=training)
+    denovo = DenovoSettings(rmsd=args.denovo_rmsd, unseen_weight=args.unseen_nets)
+    generator = load_generator(args.model, seed=args.seed, rows=training, denovo=denovo)
     high = args.condition == "high_co2"
     parents = (generator.elite if high else generator.replay) if args.mode == "edit" else ()
     steer = args.steer if high else 1
@@ -42,7 +44,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     metrics = {**generation_metrics(records, training, cpu), "generator_version": generator.version,
                "mode": args.mode, "strength": args.strength if edit else None,
                "block_strength": args.block_strength if edit else None,
-               "condition": args.condition, "steer": steer if args.mode == "denovo" else None, "seed": args.seed}
+               "condition": args.condition, "steer": steer if args.mode == "denovo" else None, "seed": args.seed,
+               **({"denovo_rmsd": args.denovo_rmsd, "unseen_nets": args.unseen_nets} if not edit else {})}
+    if not edit:
+        valid = [r for r in records if r["status"] == "valid"]
+        metrics["outside_design_space"] = round(sum(not r["in_design_space"] for r in valid) / len(valid), 4) \
+            if valid else 0.0
     write_generated(records, args.out, metrics)
     if args.json:
         print(json.dumps(metrics))
@@ -57,7 +64,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from surrogates.generator_benchmark import benchmark_generator
 
     result = benchmark_generator(args.model, n=args.n, seed=args.seed, source=data_source(args), strength=args.strength,
-                                 block_strength=args.block_strength, guidance=args.guidance, progress=not args.json)
+                                 block_strength=args.block_strength, guidance=args.guidance, progress=not args.json,
+                                 denovo_n=args.denovo_n, steer=args.steer)
     print(json.dumps(result, indent=None if args.json else 1))
     return 0
 
@@ -88,13 +96,18 @@ def register(train, sub, benchmarks, add: Callable) -> None:
     sp.add_argument("--out", required=True)
     sp.add_argument("--model", default="default", help="a generator directory; default: the shipped one")
     sp.add_argument("--mode", choices=["edit", "denovo"], default="edit",
-                    help="edit: re-noise and denoise training MOFs (what the loop does first); denovo: cell, "
-                         "bead count and beads from the prior")
+                    help="edit: re-noise and denoise training MOFs; denovo: a net chosen by a prior latent, its "
+                         "building blocks denoised from noise, built by pormake")
     sp.add_argument("--condition", choices=["high_co2", "none"], default="high_co2",
                     help="high_co2: edit the training set's top decile by CO2 K_H, or (denovo) keep the latent "
                          "the property head ranks best of --steer; none: random training MOFs / prior latents")
     _edit_arguments(sp)
-    sp.add_argument("--steer", type=positive_int, default=4, help="denovo with high_co2: latents drawn per sample")
+    sp.add_argument("--steer", type=positive_int, default=PROPOSER.steer,
+                    help="denovo with high_co2: latents drawn per sample")
+    sp.add_argument("--denovo-rmsd", type=positive_float, default=PROPOSER.denovo_rmsd,
+                    help="denovo: pormake's node-slot RMSD a node block may have (the design space uses 0.1)")
+    sp.add_argument("--unseen-nets", type=float, default=PROPOSER.denovo_unseen,
+                    help="denovo: share of the net prior on nets the training set does not hold [0, 1)")
     sp.add_argument("--data", help=DATA_HELP + "; novelty is measured against it")
     sp.add_argument("--pool", help=POOL_HELP + "; default: what the model was trained on")
     sp.add_argument("--seed", type=non_negative_int, default=0)
@@ -103,7 +116,11 @@ def register(train, sub, benchmarks, add: Callable) -> None:
              "validity, uniqueness, novelty, valid MOFs per CPU-second and the retrain lift of the generator")
     sp.add_argument("--model", default="default",
                     help="a generator directory (trained here first if missing); default: the shipped one")
-    sp.add_argument("--n", type=positive_int, default=200, help="samples per measurement")
+    sp.add_argument("--n", type=positive_int, default=200, help="samples per edit measurement")
+    sp.add_argument("--denovo-n", type=positive_int, default=1000,
+                    help="de novo samples (a fifth of it again per conditioning measurement)")
+    sp.add_argument("--steer", type=positive_int, default=8,
+                    help="conditioning: latents drawn per de novo sample, the property head keeps the best")
     _edit_arguments(sp)
     sp.add_argument("--guidance", type=positive_float, default=PROPOSER.guidance,
                     help="after fine-tuning: amplify what it changed in the building blocks by this factor")
