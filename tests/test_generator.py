@@ -313,10 +313,12 @@ def test_benchmark_prints_the_issue_keys(tmp_path, capsys):
     assert main(["train", "generator", "--steps", "30", "--embedding-epochs", "1", "--hidden", "16", "--layers", "1",
                  "--diffusion-steps", "5", "--out", str(model), "--json"]) == 0
     capsys.readouterr()
-    assert main(["benchmark", "generator", "--model", str(model), "--n", "4", "--json"]) == 0
+    assert main(["benchmark", "generator", "--model", str(model), "--n", "4", "--denovo-n", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("validity", "uniqueness", "novelty", "valid_per_cpu_s", "retrain_lift"):
+    for key in ("validity", "uniqueness", "novelty", "valid_per_cpu_s", "retrain_lift", "denovo_validity",
+                "denovo_vnu", "denovo_outside_design_space", "denovo_valid_per_cpu_s", "denovo_conditioning_ratio"):
         assert key in result
+    assert result["denovo"]["n_sampled"] == 5 and 0 <= result["denovo_validity"] <= result["denovo"]["validity"]
     assert 0 <= result["validity"] <= 1 and result["n_sampled"] == 4
 
 
