@@ -1,6 +1,7 @@
 """The CG diffusion model (after MOFDiff, sized for a CPU): a latent ``z`` per MOF predicts the lattice, the
 number of beads and the CO2 adsorption (the property head that steers sampling); a periodic equivariant
-denoiser, conditioned on ``z``, turns noise into bead positions and building-block embeddings.
+denoiser, conditioned on ``z``, turns noise into bead positions and building-block embeddings (edits: both
+from partial noise; de novo: the embeddings from pure noise on the beads of a net, ``sample_blocks``).
 
 Training examples are :class:`CGExample` records (lattice, fractional bead positions, embedding per bead,
 optional label). ``z`` comes from an encoder over the clean CG structure during training (a VAE with a small
@@ -149,23 +150,6 @@ class CGDiffusion(nn.Module):
         return pos_t, sigma
 
     # ---- sampling ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor, snap: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               guide: Guide | None = None) -> list[dict[str, np.ndarray]]:
-        """De novo: one CG crystal per latent row, its lattice and bead count predicted from the latent, beads
-        drawn from the prior. Returns per crystal lattice (3 x 3), frac (n x 3) and embeddings (n x D,
-        de-standardised). ``snap`` maps clean-embedding estimates (standardised) to the nearest real ones.
-        Draws come from torch's global generator: seed it."""
-        lattice = self.predict_lattice(z)
-        probs = self.count_head(z).softmax(-1)
-        probs[:, :2] = 0  # a framework needs at least two beads
-        counts = torch.multinomial(probs, 1)[:, 0]
-        batch = torch.repeat_interleave(torch.arange(len(z)), counts)
-        pos = torch.einsum("ni,nij->nj", torch.rand(len(batch), 3), lattice[batch])
-        emb = torch.randn(len(batch), self.settings.emb_dim)
-        pos, emb = self._reverse(z, lattice, batch, pos, emb, self.settings.steps, snap, guide=guide, z_ref=z)
-        return self._split(lattice, pos, emb, counts)
-
     @torch.no_grad()
     def sample_blocks(self, z: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, pos: torch.Tensor,
                       snap: Callable[[torch.Tensor], torch.Tensor], guide: Guide | None = None) -> torch.Tensor:

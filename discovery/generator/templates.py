@@ -34,6 +34,7 @@ import torch
 
 from discovery.config import ProposerConfig
 from discovery.errors import DiscoveryError, UnknownTopologyError
+from discovery.generator.model import MAX_BEADS
 from discovery.library.assembly import Recipe
 from discovery.library.block_checks import load_block_checks, rejected_blocks
 from discovery.library.designspace import DesignSpace, Sampler, table_nets
@@ -53,7 +54,7 @@ class DenovoSettings:
 
     rmsd: float = _PROPOSER.denovo_rmsd
     unseen_weight: float = _PROPOSER.denovo_unseen
-    max_beads: int = 48
+    max_beads: int = MAX_BEADS
     # leave out the blocks MOFChecker rejects in most frameworks they are built into (library.block_checks)
     mofchecker_blocks: bool = True
 
