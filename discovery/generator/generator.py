@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -296,7 +297,9 @@ def _prepare_recipe(text: str, record: dict[str, Any], space: DesignSpace, t0: f
     recipe = Recipe.parse(text)
     record = {**record, "in_design_space": in_design_space(recipe, _sampler(space))}
     try:
-        mof = default_assembler().assemble(recipe)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="pormake")  # 0/0 RMSD ratios: noise
+            mof = default_assembler().assemble(recipe)
     except (IncompatibleCombinationError, AssemblyError) as exc:
         return {**record, "status": "invalid", "reason": "assembly", "message": str(exc)}
     out = describe(mof, record, space, t0, probe=describe_probe)
