@@ -336,7 +336,9 @@ def test_diffusion_generator_in_the_loop(by_value, ray_session, tmp_path):
     campaign.close()
     candidates = campaign.state.candidates.values()
     assert report["evaluations"] and all(c["generator"].startswith("diffusion-v") for c in candidates)
-    assert {c["origin"] for c in candidates} == {"diffusion-edit"}
+    # a quarter of each round de novo (proposer.denovo_fraction), the rest edits of the best so far
+    assert {c["origin"] for c in candidates} == {"diffusion-edit", "diffusion-denovo"}
+    assert report["by_origin"]["diffusion-denovo"]["proposed"] >= 2
     assert sum(e["status"] == "ok" for e in report["evaluations"]) >= 2
     assert any(c["generator"] == "diffusion-v2" for c in candidates)  # fine-tuned on the first results
     assert (tmp_path / "run" / "generator" / "v2" / "model.pt").exists()
