@@ -204,3 +204,14 @@ def test_agreement_counts():
     assert out == {"n": 5, "both_valid": 2, "neither_valid": 1, "only_project_valid": 1,
                    "only_mofchecker_valid": 1, "agreement": 0.6}
     assert math.isnan(agreement([])["agreement"])
+
+
+def test_porosity_of_an_oblique_cell_is_that_of_its_crystal():
+    """The same crystal in a sheared cell (a unimodular change of basis): the stencil of the pore grid would
+    be a box far larger than the sphere it holds (a generated MOF took 8 GB); the reduced cell keeps it small."""
+    cubic = Structure(Lattice.cubic(9.0), ["C"], [[0, 0, 0]])
+    basis = np.array([[1, 0, 0], [6, 1, 0], [9, 4, 1]])  # determinant 1: the same lattice
+    sheared = Structure(Lattice(basis @ cubic.lattice.matrix), ["C"], [[0, 0, 0]])
+    assert max(sheared.lattice.abc) > 80 and is_porous(sheared) == is_porous(cubic) is True
+    dense = Structure(Lattice.cubic(2.0), ["C"], [[0, 0, 0]])
+    assert is_porous(Structure(Lattice(basis @ dense.lattice.matrix), ["C"], [[0, 0, 0]])) is False
