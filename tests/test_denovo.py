@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from discovery.errors import DiscoveryError
-from discovery.generator.templates import DenovoSettings, NetTemplate, TemplatePrior, in_design_space
+from discovery.generator.templates import DenovoSettings, NetTemplate, TemplatePrior
 from discovery.generator.train import training_rows
 from discovery.library.assembly import Recipe
 from discovery.library.designspace import Sampler
@@ -80,14 +80,14 @@ def test_each_slot_type_takes_the_block_most_of_its_beads_chose():
 
 def test_design_space_membership(sampler):
     recipe = next(sampler.recipes(seed=0))
-    assert in_design_space(recipe, sampler)
-    net = {n.name: (n, c) for n, c in sampler.nets}[recipe.topology]
+    assert sampler.contains(recipe)
     loose = [b for b, r in sampler.table[f"{recipe.topology}:0"].items() if 0.1 < r <= 0.3]
     if loose:  # a node block pormake builds but the enumeration's RMSD limit (0.1) leaves out
         nodes = (loose[0], *recipe.node_bbs[1:])
-        assert not in_design_space(Recipe(recipe.topology, nodes, recipe.edge_bbs), sampler)
-    assert not in_design_space(Recipe("qtz-x", recipe.node_bbs, recipe.edge_bbs), sampler)
-    assert net[0].name == recipe.topology
+        assert not sampler.contains(Recipe(recipe.topology, nodes, recipe.edge_bbs))
+    assert not sampler.contains(Recipe("qtz-x", recipe.node_bbs, recipe.edge_bbs))
+    other_edges = tuple("E99999" for _ in recipe.edge_bbs)  # not one of the space's edges
+    assert not sampler.contains(Recipe(recipe.topology, recipe.node_bbs, other_edges))
 
 
 def test_a_de_novo_sample_of_a_tiny_model_builds_and_passes_the_checks(rows):

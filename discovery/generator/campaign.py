@@ -106,9 +106,12 @@ class CampaignGenerator(Generator):
             samples += self.generator.sample(n - n_denovo, seed=seed, parents=self._parents(context.parents),
                                              strength=self.config.strength,
                                              block_strength=self.config.block_strength)
-        fresh = {s.id: s for s in reversed(samples) if s.id not in context.exclude}  # de novo recipes may repeat
-        return [{**r, "generator": f"diffusion-v{self.generator.version}"}
-                for r in self.generator.prepare([s for s in samples if fresh.get(s.id) is s])]
+        seen, fresh = set(context.exclude), []
+        for s in samples:  # de novo recipes may repeat within a round, or repeat an earlier round's
+            if s.id not in seen:
+                seen.add(s.id)
+                fresh.append(s)
+        return [{**r, "generator": f"diffusion-v{self.generator.version}"} for r in self.generator.prepare(fresh)]
 
 
 def denovo_settings(config: ProposerConfig) -> DenovoSettings:

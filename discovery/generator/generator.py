@@ -34,7 +34,7 @@ from discovery.config import ProposerConfig
 from discovery.library.designspace import DesignSpace
 from discovery.errors import DiscoveryError
 from discovery.generator.model import CGDiffusion, CGExample, Guide
-from discovery.generator.templates import TemplatePrior, in_design_space
+from discovery.generator.templates import TemplatePrior
 from discovery.generator.train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
@@ -295,7 +295,7 @@ def _prepare_recipe(text: str, record: dict[str, Any], space: DesignSpace, t0: f
     from discovery.library.candidates import describe
 
     recipe = Recipe.parse(text)
-    record = {**record, "in_design_space": in_design_space(recipe, _sampler(space))}
+    record = {**record, "in_design_space": _sampler(space).contains(recipe)}
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="pormake")  # 0/0 RMSD ratios: noise

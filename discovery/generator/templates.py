@@ -23,7 +23,6 @@ blocks sit where, not how to lay out a whole 3-periodic net. So a de novo sample
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -125,7 +124,7 @@ class TemplatePrior:
         known = {b for b in blocks if is_pormake(b)}  # real MOFs' units: not on pormake's nets (yet)
         if settings.mofchecker_blocks:
             known -= rejected_blocks(load_block_checks())
-        metal = {b for b in known if sampler.bbs.get(b).has_metal} if known else set()
+        metal = {b for b in known if sampler.bbs.get(b).has_metal}
         edges = tuple(b for b in sampler.edges if b in known)
         templates = []
         for info in table_nets(topologies):
@@ -205,24 +204,6 @@ class TemplatePrior:
         return torch.stack(rows)[torch.as_tensor(slots)]
 
 
-def in_design_space(recipe: Recipe, sampler: Sampler) -> bool:
-    """Whether the design space's enumeration can produce ``recipe``: a usable net, each node block among its
-    slot's candidates (a metal block on some type), the space's edges, and its size limits."""
-    nets = {net.name: (net, cands) for net, cands in sampler.nets}
-    if recipe.topology not in nets:
-        return False
-    net, cands = nets[recipe.topology]
-    if len(recipe.node_bbs) != len(cands) or len(recipe.edge_bbs) != len(net.edge_types):
-        return False
-    metal = [b in m for b, (m, _) in zip(recipe.node_bbs, cands)]
-    if not any(metal) or not all(b in m or b in o for b, (m, o) in zip(recipe.node_bbs, cands)):
-        return False
-    if any(e is not None and e not in sampler.edges for e in recipe.edge_bbs):
-        return False
-    return sampler.estimated_atoms(net, recipe) <= sampler.space.max_atoms \
-        and sampler.estimated_cell_length(net, recipe) <= sampler.space.max_cell_length
-
-
 def _median_scale(rows: Sequence[Mapping], topologies: TopologyLibrary) -> float:
     """The median of (cell volume / unit net's volume)^(1/3) over the training rows: how far pormake
     stretched the nets' unit embeddings for the training set's blocks."""
@@ -239,4 +220,4 @@ def _median_scale(rows: Sequence[Mapping], topologies: TopologyLibrary) -> float
         scales.append((volume / abs(np.linalg.det(cellpar_to_cell(info.cell)))) ** (1 / 3))
     if not scales:
         raise DiscoveryError("de novo sampling needs training rows on known nets to size its templates")
-    return float(np.median(scales)) if math.isfinite(np.median(scales)) else 1.0
+    return float(np.median(scales))

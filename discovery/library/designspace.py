@@ -206,6 +206,27 @@ class Sampler:
             and self.estimated_cell_length(net, recipe) <= self.space.max_cell_length
         return recipe if fits else None
 
+    def contains(self, recipe: Recipe) -> bool:
+        """Whether ``recipes`` can produce ``recipe``: a usable net, each node block among its slot's candidates
+        (a metal block on some type), the space's edges, and its size limits."""
+        nets = self._nets_by_name
+        if recipe.topology not in nets:
+            return False
+        net, cands = nets[recipe.topology]
+        if len(recipe.node_bbs) != len(cands) or len(recipe.edge_bbs) != len(net.edge_types):
+            return False
+        if not any(b in m for b, (m, _) in zip(recipe.node_bbs, cands)) \
+                or not all(b in m or b in o for b, (m, o) in zip(recipe.node_bbs, cands)):
+            return False
+        if any(e is not None and e not in self.edges for e in recipe.edge_bbs):
+            return False
+        return self.estimated_atoms(net, recipe) <= self.space.max_atoms \
+            and self.estimated_cell_length(net, recipe) <= self.space.max_cell_length
+
+    @cached_property
+    def _nets_by_name(self) -> dict[str, tuple[TopologyInfo, list[tuple[list[str], list[str]]]]]:
+        return {net.name: (net, cands) for net, cands in self.nets}
+
     def _edge(self, rng: np.random.Generator, nodes: list[str], pair: tuple[int, int]) -> str | None:
         has_metal = [self.bbs.get(nodes[t]).has_metal for t in pair]
         edge = self.edges[rng.integers(len(self.edges))]
