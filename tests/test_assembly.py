@@ -83,3 +83,55 @@ def test_recipe_string_round_trip():
     r = Recipe("tbo", ("N10", "N20"), ("E14", None))
     assert str(r) == "tbo+N10.N20+E14.-"
     assert Recipe.parse(str(r)) == r
+
+
+def test_channel_analysis_answers_the_pore_checks_as_the_full_geometry(irmof1):
+    """A sphere percolates exactly when it is narrower than Zeo++'s PLD; the cheap check agrees with the full one."""
+    from discovery.oracle.geometry.zeo import compute_channels, compute_geometry
+
+    pld = compute_geometry(irmof1.structure, name=irmof1.id).pld
+    below, above = pld / 2 - 0.05, pld / 2 + 0.05
+    channels = compute_channels(irmof1.structure, (below, above), name=irmof1.id)
+    assert channels.percolates(below) and not channels.percolates(above)
+    fast, geometry = check_mof(irmof1.structure, name=irmof1.id, descriptors=False)
+    assert geometry is None and fast.valid
+    assert [c.name for c in fast.checks] == [c.name for c in check_mof(irmof1.structure)[0].checks]
+
+
+def test_environment_images_are_cartesian_and_match_pymatgen():
+    """The edge-spin search's neighbours: the Cartesian images pymatgen's sphere search finds (it returns
+    fractional coordinates, which the spin search once used as Cartesian ones)."""
+    from pymatgen.core import Lattice
+
+    from discovery.library.orient import environment_images
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lat = Lattice.from_parameters(*rng.uniform(6, 25, 3), *rng.uniform(60, 120, 3))
+        env = rng.uniform(-0.3, 1.3, (50, 3)) @ lat.matrix
+        radii, own = rng.uniform(0.3, 1.5, 50), np.arange(50) < 4
+        near, near_r = environment_images(lat, env, radii, own, env[:4], 3.5)
+        centre = env[:4].mean(0)
+        reach = np.linalg.norm(env[:4] - centre, axis=1).max() + 3.5
+        frac, _, idx, image = lat.get_points_in_sphere(lat.get_fractional_coords(env), centre, reach,
+                                                       zip_results=False)
+        keep = ~(own[np.asarray(idx, int)] & np.all(np.asarray(image) == 0, axis=1))
+        expected = lat.get_cartesian_coords(np.asarray(frac)[keep])
+        assert sorted(map(tuple, np.round(near, 6))) == sorted(map(tuple, np.round(expected, 6)))
+        assert np.all(np.linalg.norm(near - centre, axis=1) < reach)
+        assert sorted(np.round(near_r, 6)) == sorted(np.round(radii[np.asarray(idx, int)[keep]], 6))
+
+
+def test_rmsd_memo_gives_pormakes_answer(assembler):
+    """The memoised Locator returns what pormake's computes, once per (slot, block) geometry."""
+    from discovery.library._pormake import locator, pormake
+
+    target = assembler.topologies.pormake_topology("pcu").unique_local_structures[0]
+    bb = assembler.bbs.pormake_bb("N16")
+    fresh = pormake().Locator().calculate_rmsd(target, bb)
+    memo = locator()
+    first = memo.calculate_rmsd(target, bb)
+    size = len(memo.cache)
+    assert memo.calculate_rmsd(target, bb.copy()) == first == fresh
+    assert len(memo.cache) == size
+    assert memo.calculate_rmsd(target, bb.make_chiral_building_block()) >= 0 and len(memo.cache) >= size

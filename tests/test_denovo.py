@@ -116,6 +116,9 @@ def test_a_de_novo_sample_of_a_tiny_model_builds_and_passes_the_checks(rows):
         recipe = Recipe.parse(s.recipe)
         assert recipe.topology in {t.info.name for t in generator.prior.templates}
         assert isinstance(r["in_design_space"], bool)
+    for s in samples:  # the hydrogen rule: some slot type took a block that holds hydrogen (MOFChecker's has_hydrogen)
+        recipe = Recipe.parse(s.recipe)
+        assert any(b in generator.prior.hydrogen_blocks for b in (*recipe.node_bbs, *recipe.edge_bbs) if b)
     valid = [r for r in records if r["status"] == "valid"]
     assert valid, [r.get("message") for r in records]
     assert all(r["cg"]["topology"] == Recipe.parse(r["recipe"]).topology for r in valid)
@@ -144,3 +147,40 @@ def test_conditioning_moves_part_of_the_prior_onto_the_nets_of_the_best(rows, bl
     assert w["bcu"] == pytest.approx(0.5 * base["bcu"] / sum(base.values()))
     assert prior.conditioned({}, 0.5) is prior and prior.conditioned({"pcu": 1}, 0.0) is prior
     assert prior.with_weights(w).weights() == pytest.approx(w)
+
+
+def test_rules_and_masks_ask_for_a_metal_and_for_hydrogen(rows, blocks):
+    prior = TemplatePrior.from_rows(rows, blocks, DenovoSettings(unseen_weight=0.0))
+    assert prior.hydrogen_blocks and not prior.hydrogen_blocks <= prior.metal_blocks
+    torch.manual_seed(0)
+    for template in prior.templates[:20]:
+        metal, hydrogen = prior.rules(template)
+        assert metal in template.metal_types and hydrogen is not None
+        layout = prior.layout(template)
+        mask = prior.mask(template, layout.slots, blocks, metal, hydrogen)
+        for bead, slot in enumerate(layout.slots):
+            kept = {blocks[i] for i in torch.nonzero(mask[bead])[:, 0]}
+            assert kept and kept <= set(template.allowed[slot])
+            assert slot != hydrogen or kept <= prior.hydrogen_blocks
+            assert slot != metal or kept <= prior.metal_blocks
+
+
+def test_slots_keep_only_blocks_that_can_fit_the_cell_limit(rows, blocks, sampler):
+    """A block that breaks the design space's cell limit on a net even with the shortest-armed blocks
+    everywhere else is left out of that net's slots (``Sampler.estimated_cell_length``)."""
+    prior = TemplatePrior.from_rows(rows, blocks, DenovoSettings(unseen_weight=0.1))
+    limit = sampler.space.max_cell_length
+    arm = lambda b: sampler.bbs.get(b).descriptors["arm_length_mean"]  # noqa: E731
+    trimmed = 0
+    for t in prior.templates:
+        k = len(t.info.node_types)
+        shortest = [min(arm(b) for b in a) for a in t.allowed]
+        for e, et in enumerate(t.info.edge_types):
+            a, b = et.pair
+            span = shortest[a] + shortest[b] + 2 * shortest[k + e]
+            assert max(t.info.cell[:3]) * span <= limit + 1e-9
+        trimmed += len(t.allowed[k]) < len(sampler.edges)
+    assert trimmed > 0  # some nets are large enough that long linkers cannot fit
+    recipe = Recipe.parse("pcu+N16+E14")  # IRMOF-1 fits; the same net with absurdly long arms would not
+    pcu = next(t for t in prior.templates if t.info.name == "pcu")
+    assert prior.fits(pcu, recipe)

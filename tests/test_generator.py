@@ -388,3 +388,31 @@ def test_campaign_generator_mixes_de_novo_samples_and_edits(generator, tmp_path)
     denovo_only = CampaignGenerator(ProposerConfig(kind="diffusion", model=str(tmp_path / "model"), mode="denovo",
                                                    denovo_unseen=0.0), None, seed=0)
     assert {r["origin"] for r in denovo_only.propose(2, ProposalContext(round=0, seed=0))} == {"diffusion-denovo"}
+
+
+def test_generate_prepares_a_recipe_drawn_again_once(monkeypatch):
+    """De novo samples that repeat a recipe are the same MOF: pormake and the checks run once, and each
+    sample keeps its own prediction. The generator and the preparation are fakes (named as such)."""
+    from discovery.generator import pipeline
+    from discovery.generator.generator import CGSample
+
+    def sample(recipe, predicted):
+        return CGSample(recipe, np.eye(3), np.zeros((1, 3)), ("N1",), np.zeros(1), predicted, 1, None, recipe)
+
+    class FakeGenerator:
+        space = units = None
+
+        def sample(self, n, **_):
+            return [sample("pcu+N1+E1", 1.0), sample("dia+N2+E2", 2.0), sample("pcu+N1+E1", 3.0)][:n]
+
+    prepared = []
+
+    def fake_prepare(s, *_, **__):
+        prepared.append(s.recipe)
+        return {"id": s.id, "recipe": s.recipe, "status": "valid", "predicted_log10_kh_co2": s.predicted}
+
+    monkeypatch.setattr(pipeline, "prepare_sample", fake_prepare)
+    records, _ = pipeline.generate(FakeGenerator(), 3, progress=False)
+    assert prepared == ["pcu+N1+E1", "dia+N2+E2"]
+    assert [r["recipe"] for r in records] == ["pcu+N1+E1", "dia+N2+E2", "pcu+N1+E1"]
+    assert [r["predicted_log10_kh_co2"] for r in records] == [1.0, 2.0, 3.0]

@@ -215,3 +215,16 @@ def test_porosity_of_an_oblique_cell_is_that_of_its_crystal():
     assert max(sheared.lattice.abc) > 80 and is_porous(sheared) == is_porous(cubic) is True
     dense = Structure(Lattice.cubic(2.0), ["C"], [[0, 0, 0]])
     assert is_porous(Structure(Lattice(basis @ dense.lattice.matrix), ["C"], [[0, 0, 0]])) is False
+
+
+def test_is_porous_takes_zeo_plus_plus_answer_where_the_project_has_it(irmof1):
+    """MOFChecker's porosity test is Zeo++'s PLD >= 2.4 A: where the project's pore check ran, its answer is
+    used; elsewhere the grid stand-in runs."""
+    from discovery.structures.mofchecker import porous_from
+    from discovery.structures.validity import check_mof, check_structure
+
+    report, _ = check_mof(irmof1.structure, descriptors=False)
+    assert porous_from(report) is True
+    assert porous_from(check_structure(irmof1.structure)) is None  # Zeo++ did not run
+    assert mofchecker_report(irmof1.structure, porous=False)["is_porous"] is False
+    assert mofchecker_report(irmof1.structure, porous=None)["is_porous"] is True  # the grid

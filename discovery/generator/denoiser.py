@@ -106,9 +106,10 @@ class CGNetwork(nn.Module):
         self.layers = nn.ModuleList(EquivariantLayer(hidden, n_rbf) for _ in range(layers))
         self.vector = _mlp(hidden, hidden, 1)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor,
-                lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        src, dst, vec = periodic_knn(pos.detach(), batch, lattice, self.k)
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, lattice: torch.Tensor,
+                edges: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edges``: ``periodic_knn(pos, batch, lattice, k)`` when the caller has it (beads that stay put)."""
+        src, dst, vec = edges if edges is not None else periodic_knn(pos.detach(), batch, lattice, self.k)
         dist = vec.norm(dim=-1).clamp(min=1e-6)
         rbf = self.rbf(dist)
         degree = torch.bincount(src, minlength=len(pos)).clamp(min=1).to(pos)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from discovery.config import ProposerConfig
+from discovery.library.assembly import Recipe
 from discovery.library.designspace import DesignSpace
 from discovery.errors import DiscoveryError
 from discovery.generator.model import CGDiffusion, CGExample, Guide
@@ -39,6 +40,7 @@ from discovery.generator.train import LABEL, fit, load_model, save_model
 
 EMBEDDING_FILE = "embeddings.npz"
 NET_PRIOR_FILE = "net_prior.json"
+SIZE_REDRAWS = 3  # de novo: redraws (net and blocks) of a sample whose recipe breaks the size limits
 UNITS_FILE = "units.json.gz"  # the blocks beyond pormake's that the embedding holds (real MOFs' units)
 DEFAULTS = ProposerConfig()  # the proposer's defaults: edit strengths, training steps
 
@@ -157,31 +159,54 @@ class DiffusionGenerator:
         return [self._decode(r, float(p), o) for r, p, o in zip(raw, predicted, origins)]
 
     def _denovo(self, z: torch.Tensor, predicted: torch.Tensor) -> list[CGSample]:
-        """One sample per latent on a net the latent chooses (``templates``); blocks from pure noise."""
+        """One sample per latent on a net the latent chooses (``templates``); blocks from pure noise. A
+        sample whose recipe breaks the design space's size limits (judged before building, as the space's
+        enumeration judges them) is drawn again, net and blocks, up to ``SIZE_REDRAWS`` times: pormake would
+        build it only for the size check to reject it (17 % of 96 samples did so before the redraws)."""
         if self.prior is None:
             raise DiscoveryError("de novo sampling needs the generator's net prior: load the generator with "
                                  "discovery.generator.pipeline.load_generator")
+        prior = self.prior
+        count_probs = self.model.count_head(z).softmax(-1)
+        chosen: list = [None] * len(z)
+        layouts: list = [None] * len(z)
+        drawn: list = [None] * len(z)
+        todo = list(range(len(z)))
+        for _ in range(SIZE_REDRAWS + 1):
+            for i, k in zip(todo, prior.choose(count_probs[todo])):
+                chosen[i] = prior.templates[k]
+                layouts[i] = prior.layout(chosen[i])
+            rules = [prior.rules(chosen[i]) for i in todo]  # (metal type, hydrogen type) per net
+            picks = self._draw_blocks(z[todo], [chosen[i] for i in todo], [layouts[i] for i in todo], rules)
+            for i, pick in zip(todo, picks):
+                drawn[i] = pick
+            todo = [i for i in todo if not prior.fits(chosen[i], drawn[i][0])]
+            if not todo:
+                break
+        out = []
+        for lay, (recipe, blocks), p in zip(layouts, drawn, predicted.tolist()):
+            frac = np.linalg.solve(lay.lattice.T, lay.positions.T).T % 1.0
+            out.append(CGSample(str(recipe), lay.lattice, frac, tuple(blocks), np.zeros(len(blocks)), float(p),
+                                self.version, None, str(recipe)))
+        return out
+
+    def _draw_blocks(self, z: torch.Tensor, chosen: Sequence, layouts: Sequence,
+                     rules: Sequence) -> list[tuple[Recipe, list[str]]]:
+        """Blocks denoised from noise on each net's beads, and the recipe their majority vote gives."""
         prior, ids = self.prior, self.embedding.ids
-        chosen = [prior.templates[k] for k in prior.choose(self.model.count_head(z).softmax(-1))]
-        layouts = [prior.layout(t) for t in chosen]
-        metal = [t.metal_types[int(torch.randint(len(t.metal_types), ()))] for t in chosen]
-        mask = torch.cat([prior.mask(t, lay.slots, ids, m) for t, lay, m in zip(chosen, layouts, metal)])
+        mask = torch.cat([prior.mask(t, lay.slots, ids, *r) for t, lay, r in zip(chosen, layouts, rules)])
         counts = torch.tensor([len(lay.slots) for lay in layouts])
         batch = torch.repeat_interleave(torch.arange(len(z)), counts)
         lattice = torch.tensor(np.stack([lay.lattice for lay in layouts]), dtype=torch.float32)
         pos = torch.tensor(np.concatenate([lay.positions for lay in layouts]), dtype=torch.float32)
-        snap = self._snapper(mask)
-        emb = self.model.sample_blocks(z, lattice, batch, pos, snap, self._guide())
+        emb = self.model.sample_blocks(z, lattice, batch, pos, self._snapper(mask), self._guide())
         table = self.model.standardise(self.embedding.vectors)
         picks = torch.cdist(emb, table).masked_fill(~mask, float("inf")).argmin(dim=1).tolist()
         out, start = [], 0
-        for t, lay, p in zip(chosen, layouts, predicted.tolist()):
+        for t, lay in zip(chosen, layouts):
             blocks = [ids[i] for i in picks[start:start + len(lay.slots)]]
             start += len(lay.slots)
-            recipe = str(t.recipe(lay.slots.tolist(), blocks))
-            frac = np.linalg.solve(lay.lattice.T, lay.positions.T).T % 1.0
-            out.append(CGSample(recipe, lay.lattice, frac, tuple(blocks), np.zeros(len(blocks)), float(p),
-                                self.version, None, recipe))
+            out.append((t.recipe(lay.slots.tolist(), blocks), blocks))
         return out
 
     def _guide(self) -> Guide | None:
@@ -255,10 +280,12 @@ def round_robin(n_parents: int, n: int, generator: torch.Generator | None = None
 
 
 def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_probe: bool = True,
-                   units=None) -> dict[str, Any]:
+                   units=None, geometry: bool = True) -> dict[str, Any]:
     """Assemble a CG sample into atoms, then check and describe it (``candidates.describe``; without the
-    probe-energy descriptors when ``describe_probe`` is False: the surrogate needs them, the checks do not).
-    ``units``: a ``UnitLibrary`` with the blocks beyond pormake's the sample may name (real MOFs' units)."""
+    probe-energy descriptors when ``describe_probe`` is False: the surrogate needs them, the checks do not;
+    without Zeo++'s pore descriptors either when ``geometry`` is False too: the pore checks need only its
+    channel analysis). ``units``: a ``UnitLibrary`` with the blocks beyond pormake's the sample may name
+    (real MOFs' units)."""
     from discovery.library.candidates import describe
     from discovery.library.units import block_row, is_pormake
     from discovery.generator.cg_assembly import assemble_cg
@@ -268,7 +295,7 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
     record = {"id": sample.id, "recipe": sample.recipe or sample.id, "origin": origin, "parent": sample.parent,
               "mutation": None, "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
     if sample.recipe is not None:
-        return _prepare_recipe(sample.recipe, record, space or DesignSpace(), t0, describe_probe)
+        return _prepare_recipe(sample.recipe, record, space or DesignSpace(), t0, describe_probe, geometry)
     try:
         result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id,
                              library=units)
@@ -282,12 +309,12 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
     if extra:  # the record carries the blocks pormake lacks, so that the surrogate can read it anywhere
         result.mof.units = {b: block_row(units.get(b)) for b in extra}
         record["units"] = result.mof.units
-    out = describe(result.mof, record, space or DesignSpace(), t0, probe=describe_probe)
+    out = describe(result.mof, record, space or DesignSpace(), t0, probe=describe_probe, geometry=geometry)
     return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
 
 
 def _prepare_recipe(text: str, record: dict[str, Any], space: DesignSpace, t0: float,
-                    describe_probe: bool) -> dict[str, Any]:
+                    describe_probe: bool, geometry: bool) -> dict[str, Any]:
     """A de novo sample's recipe built by pormake (``library.assembly``), checked and described; records
     whether the design space's enumeration could have produced it."""
     from discovery.errors import AssemblyError, IncompatibleCombinationError
@@ -302,7 +329,7 @@ def _prepare_recipe(text: str, record: dict[str, Any], space: DesignSpace, t0: f
             mof = default_assembler().assemble(recipe)
     except (IncompatibleCombinationError, AssemblyError) as exc:
         return {**record, "status": "invalid", "reason": "assembly", "message": str(exc)}
-    out = describe(mof, record, space, t0, probe=describe_probe)
+    out = describe(mof, record, space, t0, probe=describe_probe, geometry=geometry)
     return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
 
 

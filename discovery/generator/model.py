@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from discovery.generator.denoiser import CGNetwork, lattice_invariants
+from discovery.generator.denoiser import CGNetwork, lattice_invariants, periodic_knn
 from discovery.generator.diffusion import Schedule, clean_estimate, ddpm_posterior, noise_embeddings, ve_posterior_step
 
 MAX_BEADS = 48
@@ -105,11 +105,12 @@ class CGDiffusion(nn.Module):
         return mu, logvar.clamp(-8, 4)
 
     def denoise(self, emb_t: torch.Tensor, pos_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
-                batch: torch.Tensor, lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                batch: torch.Tensor, lattice: torch.Tensor,
+                edges: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per bead: the embedding noise estimate (n x D) and the displacement to the clean positions in
-        units of the noise level (n x 3)."""
+        units of the noise level (n x 3). ``edges``: the beads' neighbour list, when the caller keeps it."""
         x = torch.cat([emb_t, _time_features(t[batch], self.settings.steps), z[batch]], -1)
-        h, vec = self.denoiser(x, pos_t, batch, lattice)
+        h, vec = self.denoiser(x, pos_t, batch, lattice, edges)
         return self.eps_head(h), vec
 
     def predict_lattice(self, z: torch.Tensor) -> torch.Tensor:
@@ -189,11 +190,17 @@ class CGDiffusion(nn.Module):
         latents ``z_ref``) steers the building blocks."""
         scale = lattice.det().abs().pow(1 / 3)[batch]
         pos_start, emb_start = pos_start or start, emb_start or start
+        edges = None
         for step in range(start, 0, -1):
             t = torch.full((len(z),), step)
-            eps_hat, vec = self.denoise(emb, pos, t, z, batch, lattice)
+            if step >= pos_start:  # the beads move only after step pos_start: their neighbours stay until then
+                edges = edges or periodic_knn(pos, batch, lattice, self.denoiser.k)
+            else:
+                edges = None
+            eps_hat, vec = self.denoise(emb, pos, t, z, batch, lattice, edges)
             if guide is not None:
-                eps_ref, _ = guide.model.denoise(emb, pos, t, z_ref, batch, lattice)
+                eps_ref, _ = guide.model.denoise(emb, pos, t, z_ref, batch, lattice,
+                                                 edges if guide.model.denoiser.k == self.denoiser.k else None)
                 eps_hat = eps_ref + guide.weight * (eps_hat - eps_ref)
             sig = self.sigmas[step - 1] * scale
             a_t = self.alpha_bars[step - 1].expand(len(batch))

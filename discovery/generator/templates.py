@@ -16,9 +16,13 @@ blocks sit where, not how to lay out a whole 3-periodic net. So a de novo sample
    clean estimate is snapped to the nearest block that fits the bead's slot: a node block whose
    connection points fit the node type (pormake's RMSD <= ``rmsd``), an edge block on an edge. One node
    type of each net must take a metal block (drawn among the types some metal block fits), as in the
-   design space's enumeration;
+   design space's enumeration, and one slot type a block that holds hydrogen (drawn among the types some
+   such block fits): MOFChecker rejects a framework without hydrogen, and 12 % of the samples were such
+   before this rule. A slot offers only the blocks that can keep the design space's cell limit on that net
+   (``_within_reach``);
 5. each slot type takes the block most of its beads chose (a recipe: one block per node type and per edge
-   type), and pormake builds it, scaling the net to the blocks (``library.assembly``).
+   type); a recipe over the design space's size limits is drawn again (``generator.SIZE_REDRAWS``), and
+   pormake builds it, scaling the net to the blocks (``library.assembly``).
 """
 
 from __future__ import annotations
@@ -103,13 +107,15 @@ class TemplatePrior:
     """The nets de novo sampling draws from, with the blocks that fit each of their slots."""
 
     def __init__(self, templates: Sequence[NetTemplate], scale: float, metal_blocks: Iterable[str],
-                 topologies: TopologyLibrary | None = None) -> None:
+                 sampler: Sampler | None = None, hydrogen_blocks: Iterable[str] = ()) -> None:
         if not templates:
             raise DiscoveryError("no net can be filled with the generator's building blocks")
         self.templates = list(templates)
         self.scale = float(scale)
         self.metal_blocks = frozenset(metal_blocks)
-        self.topologies = topologies or TopologyLibrary()
+        self.hydrogen_blocks = frozenset(hydrogen_blocks)  # empty: no hydrogen rule
+        self.sampler = sampler or Sampler()  # the design space: its size limits and libraries
+        self.topologies = self.sampler.topologies
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping], blocks: Sequence[str], settings: DenovoSettings | None = None,
@@ -125,6 +131,7 @@ class TemplatePrior:
         if settings.mofchecker_blocks:
             known -= rejected_blocks(load_block_checks())
         metal = {b for b in known if sampler.bbs.get(b).has_metal}
+        hydrogen = {b for b in known if "H" in sampler.bbs.get(b).composition}
         edges = tuple(b for b in sampler.edges if b in known)
         templates = []
         for info in table_nets(topologies):
@@ -132,11 +139,14 @@ class TemplatePrior:
                 continue
             fits = [tuple(sorted(b for b, r in sampler.table.get(f"{info.name}:{n.index}", {}).items()
                                  if r <= settings.rmsd and b in known)) for n in info.node_types]
-            metal_types = tuple(i for i, f in enumerate(fits) if metal.intersection(f))
-            if not all(fits) or not metal_types:
+            if not all(fits):
                 continue
-            templates.append(NetTemplate(info, (*fits, *(edges,) * len(info.edge_types)), metal_types,
-                                         float(nets.get(info.name, 0)), info.name in nets))
+            allowed = _within_reach(info, fits, edges, sampler)
+            metal_types = tuple(i for i, f in enumerate(allowed[:len(fits)]) if metal.intersection(f))
+            if not all(allowed) or not metal_types:
+                continue
+            templates.append(NetTemplate(info, allowed, metal_types, float(nets.get(info.name, 0)),
+                                         info.name in nets))
         unseen = [t for t in templates if not t.seen]
         seen_mass = sum(t.weight for t in templates if t.seen)
         if unseen and settings.unseen_weight > 0 and seen_mass > 0:
@@ -144,7 +154,7 @@ class TemplatePrior:
             templates = [t if t.seen else NetTemplate(t.info, t.allowed, t.metal_types, each, False)
                          for t in templates]
         templates = [t for t in templates if t.weight > 0]
-        return cls(templates, _median_scale(rows, topologies), metal, topologies)
+        return cls(templates, _median_scale(rows, topologies), metal, sampler, hydrogen)
 
     def conditioned(self, nets: Mapping[str, int], share: float) -> "TemplatePrior":
         """This prior with ``share`` of its mass moved onto ``nets`` (net -> count, e.g. the nets of the best
@@ -162,7 +172,8 @@ class TemplatePrior:
     def with_weights(self, weights: Mapping[str, float]) -> "TemplatePrior":
         """The same nets with new weights (a net missing from ``weights`` gets 0)."""
         templates = [replace(t, weight=float(weights.get(t.info.name, 0.0))) for t in self.templates]
-        return TemplatePrior([t for t in templates if t.weight > 0], self.scale, self.metal_blocks, self.topologies)
+        return TemplatePrior([t for t in templates if t.weight > 0], self.scale, self.metal_blocks, self.sampler,
+                             self.hydrogen_blocks)
 
     @cached_property
     def _counts(self) -> torch.Tensor:
@@ -190,18 +201,56 @@ class TemplatePrior:
         return Layout(np.array(topo.atoms.cell[:], dtype=float) * self.scale, positions * self.scale,
                       np.array(node_slots + edge_slots))
 
+    def fits(self, template: NetTemplate, recipe: Recipe) -> bool:
+        """Whether ``recipe`` keeps the design space's size limits, judged before building as its enumeration
+        judges them (exact atoms, predicted cell edge)."""
+        return self.sampler.within_limits(template.info, recipe)
+
+    def rules(self, template: NetTemplate) -> tuple[int, int | None]:
+        """The node type that must take a metal block and the slot type that must take a block holding
+        hydrogen (None: no type can); each drawn among the types that can, from torch's global generator."""
+        metal = template.metal_types[int(torch.randint(len(template.metal_types), ()))]
+        can = [t for t, allowed in enumerate(template.allowed)
+               if any(self._keeps(b, t, metal, t) for b in allowed)]
+        return metal, (can[int(torch.randint(len(can), ()))] if can else None)
+
+    def _keeps(self, block: str, slot: int, metal_type: int | None, hydrogen_type: int | None) -> bool:
+        return ((slot != metal_type or block in self.metal_blocks)
+                and (slot != hydrogen_type or block in self.hydrogen_blocks))
+
     def mask(self, template: NetTemplate, slots: np.ndarray, library: Sequence[str],
-             metal_type: int | None) -> torch.Tensor:
+             metal_type: int | None, hydrogen_type: int | None = None) -> torch.Tensor:
         """Beads x library: which blocks each bead may snap to (``metal_type``: the node type that must
-        take a metal block)."""
+        take a metal block; ``hydrogen_type``: the slot type that must take a block holding hydrogen)."""
         index = {b: i for i, b in enumerate(library)}
         rows = []
         for t, allowed in enumerate(template.allowed):
-            keep = [b for b in allowed if t != metal_type or b in self.metal_blocks]
+            keep = [b for b in allowed if self._keeps(b, t, metal_type, hydrogen_type)]
             row = torch.zeros(len(library), dtype=torch.bool)
             row[[index[b] for b in keep]] = True
             rows.append(row)
         return torch.stack(rows)[torch.as_tensor(slots)]
+
+
+def _within_reach(info: TopologyInfo, fits: Sequence[tuple[str, ...]], edges: tuple[str, ...],
+                  sampler: Sampler) -> tuple[tuple[str, ...], ...]:
+    """Each slot type's blocks (node types, then edge types), less those that break the design space's cell
+    limit whatever the other slots take: the predicted cell edge (``Sampler.estimated_cell_length``) with the
+    shortest-armed blocks everywhere else. Nets with a large unit embedding keep only their small blocks."""
+    reach = sampler.space.max_cell_length / max(info.cell[:3])  # the longest span an edge may have
+    arm = {b: sampler.bbs.get(b).descriptors["arm_length_mean"] for b in {*edges, *(b for f in fits for b in f)}}
+    shortest = [min(arm[b] for b in f) for f in fits]
+    shortest_edge = min(arm[b] for b in edges)
+    nodes = []
+    for t, f in enumerate(fits):
+        # a node block spans an edge with its partner's arm and the linker's two arms
+        partners = [shortest[et.pair[1] if et.pair[0] == t else et.pair[0]] if et.pair[0] != et.pair[1] else None
+                    for et in info.edge_types if t in et.pair]
+        nodes.append(tuple(b for b in f if all(arm[b] + (arm[b] if p is None else p) + 2 * shortest_edge <= reach
+                                               for p in partners)))
+    links = tuple(tuple(e for e in edges if shortest[et.pair[0]] + shortest[et.pair[1]] + 2 * arm[e] <= reach)
+                  for et in info.edge_types)
+    return (*nodes, *links)
 
 
 def _median_scale(rows: Sequence[Mapping], topologies: TopologyLibrary) -> float:

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from discovery.library._pormake import pormake, pormake_version, quiet
+from discovery.library._pormake import builder, locator, pormake_version, quiet
 from discovery.library.building_blocks import BuildingBlockLibrary
 from discovery.errors import AssemblyError, IncompatibleCombinationError
 from discovery.structures.mof import MOF, Bead, CGView
@@ -87,7 +87,7 @@ class Assembler:
             else:
                 target = self.topologies.pormake_topology(topology).unique_local_structures[node_type]
                 with quiet():
-                    rmsd = pormake().Locator().calculate_rmsd(target, self.bbs.pormake_bb(bb_id))
+                    rmsd = locator().calculate_rmsd(target, self.bbs.pormake_bb(bb_id))
                 self._rmsd_cache[key] = float(rmsd)
         return self._rmsd_cache[key]
 
@@ -129,7 +129,7 @@ class Assembler:
                     for et, b in zip(info.edge_types, recipe.edge_bbs)}
         try:
             with quiet():
-                framework = pormake().Builder().build_by_type(topo, node_bbs, edge_bbs)
+                framework = builder().build_by_type(topo, node_bbs, edge_bbs)
         except Exception as exc:  # pormake raises bare Exceptions and numerical errors
             raise AssemblyError(f"{recipe}: pormake failed: {exc}") from exc
         try:

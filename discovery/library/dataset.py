@@ -52,7 +52,7 @@ class BuildOptions:
 def _build_one(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: assemble one recipe, check it, describe it; files written here, a row returned."""
     from discovery.library.assembly import default_assembler
-    from discovery.structures.mofchecker import mofchecker_report
+    from discovery.structures.mofchecker import mofchecker_report, porous_from
     from discovery.structures.validity import check_mof
 
     t0 = cpu_s()
@@ -70,7 +70,8 @@ def _build_one(task: dict[str, Any]) -> dict[str, Any]:
         return {**row, "status": "failed", **too_big, "cpu_s": cpu_s() - t0}
     report, geometry = check_mof(mof.structure, settings=GeometrySettings(**task["geometry"]), name=recipe.id)
     row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict(),
-               mofchecker=mofchecker_report(mof.structure, mof.charges, recipe.id))  # beside the project's verdict
+               mofchecker=mofchecker_report(mof.structure, mof.charges, recipe.id,  # beside the project's verdict
+                                          porous_from(report)))
     if not report.valid:
         failed = report.failed[0]
         return {**row, "status": "invalid", "reason": failed, "message": report.reason,

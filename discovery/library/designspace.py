@@ -202,9 +202,7 @@ class Sampler:
             nodes.append(pool[rng.integers(len(pool))])
         edges = [self._edge(rng, nodes, et.pair) for et in net.edge_types]
         recipe = Recipe(net.name, tuple(nodes), tuple(edges))
-        fits = self.estimated_atoms(net, recipe) <= self.space.max_atoms \
-            and self.estimated_cell_length(net, recipe) <= self.space.max_cell_length
-        return recipe if fits else None
+        return recipe if self.within_limits(net, recipe) else None
 
     def contains(self, recipe: Recipe) -> bool:
         """Whether ``recipes`` can produce ``recipe``: a usable net, each node block among its slot's candidates
@@ -220,6 +218,10 @@ class Sampler:
             return False
         if any(e is not None and e not in self.edges for e in recipe.edge_bbs):
             return False
+        return self.within_limits(net, recipe)
+
+    def within_limits(self, net: TopologyInfo, recipe: Recipe) -> bool:
+        """The space's size limits, judged before building: the exact atom count and the predicted cell."""
         return self.estimated_atoms(net, recipe) <= self.space.max_atoms \
             and self.estimated_cell_length(net, recipe) <= self.space.max_cell_length
 

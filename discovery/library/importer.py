@@ -84,7 +84,7 @@ def _core_mof():
 def import_one(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: read, check and describe one CIF; the MOF's files written here, a row returned."""
     from discovery.structures.mof import MOF
-    from discovery.structures.mofchecker import mofchecker_report
+    from discovery.structures.mofchecker import mofchecker_report, porous_from
     from discovery.structures.validity import check_mof
 
     t0, path, out = cpu_s(), Path(task["path"]), Path(task["out"])
@@ -100,7 +100,8 @@ def import_one(task: dict[str, Any]) -> dict[str, Any]:
     row.update(formula=mof.formula, n_atoms=mof.n_atoms, cell=[round(x, 4) for x in mof.structure.lattice.parameters])
     report, geometry = check_mof(mof.structure, settings=GeometrySettings(**task["geometry"]), name=task["id"])
     row.update(checks=report.to_dict()["checks"], geometry=None if geometry is None else geometry.to_dict())
-    row["mofchecker"] = mofchecker_report(mof.structure, mof.charges, task["id"])  # beside the project's verdict
+    row["mofchecker"] = mofchecker_report(mof.structure, mof.charges, task["id"],  # beside the project's verdict
+                                          porous_from(report))
     if not report.valid:  # refused; its units are worth knowing when measuring what decomposition can read
         refused = {**row, "status": "invalid", "reason": report.failed[0], "message": report.reason}
         if task["decompose_refused"]:

@@ -23,6 +23,7 @@ Deliberate differences from MOFChecker, for all checks:
   primitive cell, which can move atoms by up to 0.5 A.
 - Angles use the bonded periodic-image vectors (MOFChecker 2.0 rebuilds them from minimum-image
   distances, which is wrong for a bond across a short cell edge).
+- ``is_porous`` is Zeo++'s answer where the caller ran it (``porous``); otherwise a grid stand-in.
 Per-check definitions and their sources are in the docstrings below.
 """
 
@@ -304,10 +305,11 @@ def _has_channel(labels: np.ndarray, count: int) -> bool:
     return any(dim > 0 for _, dim in regions.components())
 
 
-def mofchecker_report(structure: Structure, charges: np.ndarray | None = None,
-                      name: str = "structure") -> dict[str, bool | None]:
+def mofchecker_report(structure: Structure, charges: np.ndarray | None = None, name: str = "structure",
+                      porous: bool | None = None) -> dict[str, bool | None]:
     """Every check of MOFCHECKER_CHECKS, in that order (None: not run, i.e. has_high_charges without
-    charges)."""
+    charges). ``porous``: Zeo++'s answer to PLD >= 2.4 A where the caller has it (MOFChecker's own test,
+    ``porous_from``); otherwise the grid stand-in ``is_porous`` runs."""
     symbols = [site.specie.symbol for site in structure]
     graph = bond_graph(structure)
     b = _bonds(structure, graph)
@@ -330,11 +332,17 @@ def mofchecker_report(structure: Structure, charges: np.ndarray | None = None,
         "has_suspicious_terminal_oxo": has_suspicious_terminal_oxo(b),
         "has_geometrically_exposed_metal": has_geometrically_exposed_metal(b),
         "has_high_charges": has_high_charges(charges, len(structure), name),
-        "is_porous": is_porous(structure),
+        "is_porous": is_porous(structure) if porous is None else bool(porous),
         # Larsen dimensionality as MOFChecker reads it: the highest of any component.
         "has_3d_connected_graph": max(dims, default=0) == 3,
     }
     return {check: report[check] for check in MOFCHECKER_CHECKS}
+
+
+def porous_from(report) -> bool | None:
+    """MOFChecker's is_porous from a project ValidityReport whose pore checks ran (Zeo++: PLD >= 2.4 A, the
+    same threshold); None when Zeo++ did not run."""
+    return next((c.passed for c in report.checks if c.name == "pore_limiting_diameter"), None)
 
 
 def mofchecker_failures(report: dict[str, bool | None], checks: tuple[str, ...] = MOFDIFF_VALIDITY) -> list[str]:

@@ -75,6 +75,28 @@ def compute_geometry(structure: Structure, settings: GeometrySettings | None = N
     return Geometry(**result, settings=asdict(settings))
 
 
+@dataclass(frozen=True)
+class PoreChannels:
+    """Zeo++'s channel analysis alone (no Monte Carlo areas or volumes): the number of channels a sphere of
+    each radius travels through. A sphere of diameter d percolates exactly when the PLD is at least d, so
+    this answers the pore checks at about half the cost of ``compute_geometry``, without the descriptors."""
+
+    channels: dict[float, int]  # probe radius (A) -> channels
+    cpu_s: float
+
+    def percolates(self, radius: float) -> bool:
+        return self.channels[radius] > 0
+
+
+def compute_channels(structure: Structure, radii: tuple[float, ...], timeout_s: float = 120.0,
+                     name: str = "structure") -> PoreChannels:
+    """Run Zeo++'s channel analysis at each radius in a child process (``compute_geometry``'s conventions:
+    CCDC radii, the same jitter); GeometryError on a crash, timeout or bad output."""
+    result = run_zeo_child(["-m", "discovery.oracle.geometry._zeo"], structure,
+                           {"task": "channels", "radii": list(radii)}, timeout_s, name, "Zeo++")
+    return PoreChannels(dict(zip(radii, result["channels"])), result["cpu_s"])
+
+
 def run_zeo_child(argv: list[str], structure: Structure, args: dict, timeout_s: float, name: str, what: str,
                   error: type[GeometryError] = GeometryError) -> dict:
     """Run a Zeo++ task in a child Python (``python ARGV CIF JSON_ARGS``) on a jittered copy of the
