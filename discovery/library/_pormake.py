@@ -15,13 +15,13 @@ from typing import Any, Iterator
 @lru_cache(maxsize=1)
 def pormake() -> Any:
     """Import pormake once, with its chatty logger limited to errors and no log file."""
-    # pormake opens ./runtime.log (mode "w") at import time; give it a null handler instead.
     # pormake's Scaler JIT-compiles a new gradient for every framework (its closure holds that net's constants),
     # so XLA's optimisation passes run once per build on a tiny function and cost more than they save: at level
     # 0, 40 de novo recipes took 0.44 CPU-s per build against 0.53, cells equal to 1e-4 (only pormake uses JAX).
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+    # pormake opens ./runtime.log (mode "w") at import time; give it a null handler instead.
     real_file_handler = logging.FileHandler
     logging.FileHandler = lambda *args, **kwargs: logging.NullHandler()  # type: ignore[misc,assignment]
     try:
