@@ -29,6 +29,27 @@ def blocks(rows, sampler):
     return sorted({b["bb_id"] for r in rows for b in r["cg"]["beads"]} | set(sampler.edges))
 
 
+@pytest.fixture(scope="module")
+def tiny_generator(rows):
+    """The shipped model's building-block embedding with a freshly trained tiny denoiser: what makes a de novo
+    sample assemble here is the net template and the slot masks, which any model gets."""
+    from discovery.generator.embeddings import BBEmbedding
+    from discovery.generator.generator import DiffusionGenerator
+    from discovery.generator.model import CGDiffusion, ModelSettings, Normaliser
+    from discovery.generator.pipeline import DEFAULT_MODEL
+    from discovery.generator.train import examples_from_rows, fit
+    from discovery.models import resolve_model
+
+    embedding = BBEmbedding.load(resolve_model(DEFAULT_MODEL, "generator") / "embeddings.npz")
+    examples = examples_from_rows(rows[:32], embedding.vector)[0]
+    torch.manual_seed(0)
+    model = CGDiffusion(ModelSettings(hidden=16, layers=1, latent_dim=4, steps=8, k=6),
+                        Normaliser.fit(examples, embedding.vectors))
+    fit(model, examples, steps=10)
+    return DiffusionGenerator(model, embedding, prior=TemplatePrior.from_rows(
+        rows, embedding.ids, DenovoSettings(unseen_weight=0.0)))
+
+
 def test_prior_weights_nets_by_the_training_set_and_keeps_a_share_for_unseen_nets(rows, blocks, sampler):
     settings = DenovoSettings(rmsd=0.15, unseen_weight=0.2)
     prior = TemplatePrior.from_rows(rows, blocks, settings)
@@ -90,24 +111,11 @@ def test_design_space_membership(sampler):
     assert not sampler.contains(Recipe(recipe.topology, recipe.node_bbs, other_edges))
 
 
-def test_a_de_novo_sample_of_a_tiny_model_builds_and_passes_the_checks(rows):
-    """The shipped model's building-block embedding with a freshly trained tiny denoiser: what makes a de
-    novo sample valid here is the net template and the slot masks, which any model gets."""
-    from discovery.generator.generator import DiffusionGenerator, prepare_sample
-    from discovery.generator.model import CGDiffusion, ModelSettings, Normaliser
-    from discovery.generator.pipeline import DEFAULT_MODEL
-    from discovery.generator.train import examples_from_rows, fit
-    from discovery.models import resolve_model
-    from discovery.generator.embeddings import BBEmbedding
+def test_a_de_novo_sample_of_a_tiny_model_builds_and_passes_the_checks(tiny_generator):
+    """Seeded, on a net of the prior, with hydrogen, and at least one of four samples valid."""
+    from discovery.generator.generator import prepare_sample
 
-    embedding = BBEmbedding.load(resolve_model(DEFAULT_MODEL, "generator") / "embeddings.npz")
-    examples = examples_from_rows(rows[:32], embedding.vector)[0]
-    torch.manual_seed(0)
-    model = CGDiffusion(ModelSettings(hidden=16, layers=1, latent_dim=4, steps=8, k=6),
-                        Normaliser.fit(examples, embedding.vectors))
-    fit(model, examples, steps=10)
-    generator = DiffusionGenerator(model, embedding, prior=TemplatePrior.from_rows(
-        rows, embedding.ids, DenovoSettings(unseen_weight=0.0)))
+    generator = tiny_generator
     samples = generator.sample(4, seed=3)
     assert [s.id for s in generator.sample(4, seed=3)] == [s.id for s in samples]  # seeded
     records = [prepare_sample(s, describe_probe=False) for s in samples]
@@ -184,3 +192,21 @@ def test_slots_keep_only_blocks_that_can_fit_the_cell_limit(rows, blocks, sample
     recipe = Recipe.parse("pcu+N16+E14")  # IRMOF-1 fits; the same net with absurdly long arms would not
     pcu = next(t for t in prior.templates if t.info.name == "pcu")
     assert prior.fits(pcu, recipe)
+
+
+def test_snapping_to_the_slot_masks_moves_samples_toward_what_assembles(tiny_generator, monkeypatch):
+    """The de novo sampler's guidance toward assembly: every step's clean estimate is snapped to a block that
+    fits its bead's slot. With it every recipe passes pormake's compatibility check; with every block allowed
+    on every bead (the same tiny model, the same seeds) most do not."""
+    from discovery.library.assembly import default_assembler
+
+    generator = tiny_generator
+
+    def compatible(samples):
+        return sum(default_assembler().check(Recipe.parse(s.recipe)).compatible for s in samples) / len(samples)
+
+    snapped = compatible(generator.sample(16, seed=5))
+    monkeypatch.setattr(generator.prior, "mask", lambda template, slots, library, *rules:
+                        torch.ones(len(slots), len(library), dtype=torch.bool))
+    free = compatible(generator.sample(16, seed=5))
+    assert snapped == 1.0 and free < 0.5, (snapped, free)
