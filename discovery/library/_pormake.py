@@ -11,6 +11,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 
 @lru_cache(maxsize=1)
 def pormake() -> Any:
@@ -65,8 +67,6 @@ def locator() -> Any:
 
 
 def _points(positions) -> bytes:
-    import numpy as np
-
     return np.round(np.asarray(positions, dtype=float), 6).tobytes()
 
 
