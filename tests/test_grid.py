@@ -9,8 +9,9 @@ import torch
 from scipy import integrate
 from scipy.special import erfc
 
+from discovery.oracle.adsorption.estimators import replay
 from discovery.oracle.adsorption.exact import DirectSums, grid_check
-from discovery.oracle.adsorption.forcefield import CO2, Guest, LennardJones, Site, framework_lj
+from discovery.oracle.adsorption.forcefield import CO2, N2, Guest, LennardJones, Site, framework_lj
 from discovery.oracle.adsorption.grid import (
     COULOMB_K_A,
     Framework,
@@ -203,6 +204,22 @@ def test_same_seed_same_result_and_blocked_pockets_lower_k_h():
     assert widom(grids, CO2, settings).kh < a.kh
 
 
+def test_raspa3s_cbmc_estimator_agrees_without_charges_and_falls_short_on_a_charged_framework():
+    """RASPA3's CBMC Widom (first site scored alone) replayed on grids: without charges it agrees with the
+    engine and spreads W less than plain insertion; N2's first site scored as a lone charge in a strongly
+    charged cell makes W heavy-tailed, and runs of RASPA3's length fall well short of K_H."""
+    fw = _triclinic()
+    neutral = Framework(fw.lattice, fw.frac, fw.elements, np.zeros(len(fw.frac)), mass_amu=fw.mass_amu)
+    plain = replay(energy_grids(neutral, N2.sites, GridSettings(spacing_A=0.3)), N2, insertions=100_000, seed=1)
+    assert plain.kh_cbmc == pytest.approx(plain.kh_engine, rel=0.03)
+    assert plain.spread_cbmc < plain.spread_uniform
+    assert abs(plain.runs["1000"]["median_deviation"]) < 0.02 and plain.runs["1000"]["runs"] == 5
+    charged = replay(energy_grids(fw, N2.sites, GridSettings(spacing_A=0.3)), N2, insertions=100_000, seed=1)
+    assert charged.kh_uniform == pytest.approx(charged.kh_engine, rel=0.05)
+    assert charged.spread_cbmc > 3 * charged.spread_uniform
+    assert charged.runs["1000"]["median_deviation"] < -0.2
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_grids_agree_with_cpu():
     fw = _triclinic()
@@ -264,3 +281,10 @@ def test_grid_check_command_prints_both_guests_per_charge_model(irmof1, tmp_path
     for row in out["rows"]:
         assert abs(row["ratio"] - 1.0) < 0.03 and row["ratio_ci95"] < 0.01 and row["summed"] < row["insertions"]
     assert out["max_abs_deviation"] == pytest.approx(max(abs(r["ratio"] - 1.0) for r in out["rows"]), abs=1e-5)
+
+
+def test_engine_checks_are_one_at_a_time(tmp_path, capsys):
+    from agents.cli.main import main
+
+    assert main(["benchmark", "oracle", "--grid-check", "--estimator-check", "--cifs", str(tmp_path)]) != 0
+    assert "choose one of --grid-check, --estimator-check" in capsys.readouterr().err

@@ -354,15 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead: the henry level on RASPA3 and on the grid engine, per structure and charge model")
     sp.add_argument("--grid-check", action="store_true",
                     help="instead: the grid engine's K_H against reference energies on the same insertions")
+    sp.add_argument("--estimator-check", action="store_true",
+                    help="instead: RASPA3's CBMC Widom estimator replayed on the grid energies beside plain insertion")
     sp.add_argument("--against", choices=("direct", "raspa"), default="direct",
                     help="with --grid-check: direct summation (default) or RASPA3's own energy function")
-    sp.add_argument("--names", help="with --compare-engines or --grid-check: comma-separated reference structures")
-    sp.add_argument("--cifs", help="with --compare-engines or --grid-check: a folder of CIFs, not the reference set")
+    sp.add_argument("--names", help="with the engine checks: comma-separated reference structures")
+    sp.add_argument("--cifs", help="with the engine checks: a folder of CIFs, not the reference set")
     sp.add_argument("--limit", type=positive_int, help="with --cifs: a random sample of this many (seeded)")
     sp.add_argument("--seed", type=non_negative_int, default=0, help="with --cifs --limit: the sample's seed")
-    sp.add_argument("--charges", default="cif,eqeq,none", help="with --compare-engines or --grid-check: charge models")
+    sp.add_argument("--charges", default="cif,eqeq,none", help="with the engine checks: charge models")
     sp.add_argument("--grid-spacing", type=positive_float, default=0.2,
-                    help="with --compare-engines or --grid-check: node spacing, A")
+                    help="with the engine checks: node spacing, A")
     sp.add_argument("--target", type=positive_float, default=0.05,
                     help="with --compare-engines: both engines' relative 95 %% half-width of K_H")
     sp.add_argument("--max-cycles", type=positive_int, default=5000,

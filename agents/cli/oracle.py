@@ -228,10 +228,11 @@ def wanted_ids(ids: str) -> tuple[list[str], bool]:
 
 # ---- benchmark ---------------------------------------------------------------------------------
 def _engine_checks(args: argparse.Namespace) -> int:
-    """--compare-engines (RASPA3 against the grid engine) or --grid-check (the grids against direct sums or
-    RASPA3's energies)."""
+    """--compare-engines (RASPA3 against the grid engine), --grid-check (the grids against direct sums or
+    RASPA3's energies) or --estimator-check (RASPA3's CBMC estimator against plain insertion)."""
     from discovery.oracle.engine_benchmark import (
         CHARGES,
+        check_estimators,
         check_grids,
         cif_structures,
         compare_engines,
@@ -245,7 +246,7 @@ def _engine_checks(args: argparse.Namespace) -> int:
         raise DiscoveryError(f"--charges: unknown charge model(s) {unknown}; use {', '.join(labels)}")
     if not 0 < args.target < 1:
         raise DiscoveryError(f"--target must be in (0, 1), got {args.target}")
-    flag = "--grid-check" if args.grid_check else "--compare-engines"
+    flag = "--grid-check" if args.grid_check else "--estimator-check" if args.estimator_check else "--compare-engines"
     if args.cifs:
         structures, published = cif_structures(args.cifs, args.limit, args.seed), {}
     elif args.reference:
@@ -256,6 +257,8 @@ def _engine_checks(args: argparse.Namespace) -> int:
     models = [(c, labels[c]) for c in wanted]
     if args.grid_check:
         result = check_grids(structures, models, args.grid_spacing, against=args.against)
+    elif args.estimator_check:
+        result = check_estimators(structures, models, args.grid_spacing)
     else:
         result = compare_engines(structures, models, published, args.grid_spacing, target=args.target,
                                  max_cycles=args.max_cycles)
@@ -266,7 +269,11 @@ def _engine_checks(args: argparse.Namespace) -> int:
 def cmd_benchmark_oracle(args: argparse.Namespace) -> int:
     if args.against != "direct" and not args.grid_check:
         raise DiscoveryError("--against chooses the reference of --grid-check; add --grid-check")
-    if args.compare_engines or args.grid_check:
+    checks = [f for f, on in (("--compare-engines", args.compare_engines), ("--grid-check", args.grid_check),
+                               ("--estimator-check", args.estimator_check)) if on]
+    if len(checks) > 1:
+        raise DiscoveryError(f"choose one of {', '.join(checks)}")
+    if checks:
         return _engine_checks(args)
     if not args.reference:
         raise DiscoveryError("benchmark oracle needs --reference DIR (co2_298K.csv and structures/)")
