@@ -288,3 +288,15 @@ def test_engine_checks_are_one_at_a_time(tmp_path, capsys):
 
     assert main(["benchmark", "oracle", "--grid-check", "--estimator-check", "--cifs", str(tmp_path)]) != 0
     assert "choose one of --grid-check, --estimator-check" in capsys.readouterr().err
+
+
+def test_engine_comparison_summarises_apart_where_raspa_met_its_target():
+    from discovery.oracle.engine_benchmark import _summary
+
+    def row(name, co2, n2, converged):
+        return {"structure": name, "diff_co2": co2, "diff_n2": n2, "raspa_converged_co2": converged,
+                "raspa_converged_n2": True, "grid_cpu_s": 1.0, "raspa_cpu_s": 10.0, "speedup_vs_raspa": 10.0}
+
+    out = _summary([row("a", 0.02, -0.01, True), row("b", 0.40, 0.03, False)])
+    assert out["max_abs_diff"] == 0.40 and out["compared"] == 2
+    assert out["where_raspa_converged"] == {"compared": 1, "max_abs_diff": 0.02, "mean_abs_diff": 0.015}
