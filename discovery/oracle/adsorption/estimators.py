@@ -30,7 +30,7 @@ import torch
 
 from discovery.oracle.adsorption.forcefield import Guest
 from discovery.oracle.adsorption.grid import EnergyGrids
-from discovery.oracle.adsorption.widom import Sampler, WidomSettings, interpolate, kh_per_mean_weight, widom
+from discovery.oracle.adsorption.widom import Sampler, WidomSettings, kh_per_mean_weight, widom
 
 RASPA_INSERTIONS_PER_CYCLE = 20  # RASPA3: max(molecules, 20) steps a cycle per component, none adsorbed
 RASPA_TRIALS = 10  # RASPA3's default numberOfTrialDirections: first-site positions and orientations
@@ -93,7 +93,7 @@ def _cbmc_weights(sp: Sampler, n: int, k: int, temperature: float) -> np.ndarray
     z = sp.z.double()
     opts = dict(generator=sp.gen, dtype=torch.float64, device=sp.dev)
     first = (torch.rand((n * k, 3), **opts) @ sp.lattice.double()).to(sp.dt)
-    u, overlap = _site_energy(sp, 0, first)
+    u, overlap = sp.site_energy(0, first @ sp.inverse)
     if sp.pockets is not None:
         overlap |= sp.in_pocket(first @ sp.inverse)
     factors = _boltzmann(u, overlap, temperature).reshape(n, k)
@@ -106,7 +106,7 @@ def _cbmc_weights(sp: Sampler, n: int, k: int, temperature: float) -> np.ndarray
     overlap2 = torch.zeros((n, k), dtype=torch.bool, device=sp.dev)
     for site in range(1, len(z)):
         where = (kept[:, None, :] + float(z[site] - z[0]) * axes).reshape(-1, 3)
-        e, o = _site_energy(sp, site, where)
+        e, o = sp.site_energy(site, where @ sp.inverse)
         u2 += e.double().reshape(n, k)
         overlap2 |= o.reshape(n, k)
     w = factors.mean(1) * _boltzmann(u2, overlap2, temperature).mean(1)
@@ -119,20 +119,6 @@ def _plain_weights(sp: Sampler, n: int, temperature: float) -> np.ndarray:
     centres = torch.rand((n, 3), generator=sp.gen, dtype=torch.float64, device=sp.dev).to(sp.dt)
     energy, overlap = sp.energy(centres, _axes(sp, n))
     return _boltzmann(energy, overlap, temperature).cpu().numpy()
-
-
-def _site_energy(sp: Sampler, site: int, cart: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One guest site's interpolated energy (K) at Cartesian points, and whether it overlaps (trilinear
-    Lennard-Jones above the engine's threshold)."""
-    grid, lj = sp.site_grids[site], sp.lj_grids[site]
-    if grid is None:
-        zeros = torch.zeros(len(cart), dtype=sp.dt, device=sp.dev)
-        return zeros, zeros.bool()
-    frac = cart @ sp.inverse
-    value, linear = interpolate(grid, frac, sp.s.interpolation)
-    if lj is None:
-        return value, torch.zeros(len(cart), dtype=torch.bool, device=sp.dev)
-    return value, (linear if lj is grid else interpolate(lj, frac, "linear")[0]) > sp.s.overlap_K
 
 
 def _boltzmann(energy: torch.Tensor, overlap: torch.Tensor, temperature: float) -> torch.Tensor:

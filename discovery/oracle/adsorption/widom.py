@@ -215,17 +215,27 @@ class Sampler:
         centre = centre_frac @ self.lattice
         energy = torch.zeros(len(centre), dtype=self.dt, device=self.dev)
         overlap = torch.zeros(len(centre), dtype=torch.bool, device=self.dev)
-        for z, grid, lj in zip(self.z, self.site_grids, self.lj_grids):
-            if grid is None:  # a site with neither Lennard-Jones nor charge (or an uncharged framework)
+        for site, z in enumerate(self.z):
+            if self.site_grids[site] is None:  # neither Lennard-Jones nor charge (or an uncharged framework)
                 continue
-            frac = (centre + z * axis) @ self.inverse
-            value, linear = interpolate(grid, frac, self.s.interpolation)
+            value, clash = self.site_energy(site, (centre + z * axis) @ self.inverse)
             energy += value
-            if lj is not None:
-                overlap |= (linear if lj is grid else interpolate(lj, frac, "linear")[0]) > self.s.overlap_K
+            overlap |= clash
         if self.pockets is not None:
             overlap |= self.in_pocket(centre_frac)
         return energy, overlap
+
+    def site_energy(self, site: int, frac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One guest site's interpolated energy (K) at fractional positions, and whether it overlaps (its
+        trilinear Lennard-Jones above ``overlap_K``)."""
+        grid, lj = self.site_grids[site], self.lj_grids[site]
+        if grid is None:
+            zeros = torch.zeros(len(frac), dtype=self.dt, device=self.dev)
+            return zeros, zeros.bool()
+        value, linear = interpolate(grid, frac, self.s.interpolation)
+        if lj is None:
+            return value, torch.zeros(len(frac), dtype=torch.bool, device=self.dev)
+        return value, (linear if lj is grid else interpolate(lj, frac, "linear")[0]) > self.s.overlap_K
 
     def _proposal(self) -> None:
         """Where centres are drawn: cells of ``PROPOSAL_STRIDE``^3 nodes with probability p = (1 - l) / M + l q
