@@ -416,3 +416,39 @@ def test_generate_prepares_a_recipe_drawn_again_once(monkeypatch):
     assert prepared == ["pcu+N1+E1", "dia+N2+E2"]
     assert [r["recipe"] for r in records] == ["pcu+N1+E1", "dia+N2+E2", "pcu+N1+E1"]
     assert [r["predicted_log10_kh_co2"] for r in records] == [1.0, 2.0, 3.0]
+
+
+def test_a_real_parent_known_unit_by_unit_is_edited_in_place(generator, irmof1):
+    """IRMOF-1 with one linker fluorinated, with its orientations (as an import directory's record keeps them):
+    edits keep its cell and beads and swap units for ones that fit; nothing goes through the CG assembler."""
+    from discovery.generator.frames import FrameSource
+    from discovery.generator.train import row_units
+    from discovery.library.decompose import decompose, decomposed_mof
+    from discovery.library.units import is_pormake
+    from discovery.structures.mof import MOF
+
+    s = irmof1.structure.copy()
+    s.replace(next(i for i, site in enumerate(s) if site.specie.symbol == "H"), "F")
+    mof = decomposed_mof(MOF(id="f1", structure=s), decompose(s, "f1", topology=False))
+    row = {"id": "f1", "cg": mof.cg.to_dict(), "units": mof.units, "labels": {"log10_kh_co2": -4.0}}
+    units = row_units([row])
+    pormake = [units.get(i) for i in sorted(set(mof.cg.bb_ids)) if is_pormake(i) and i not in generator.embedding]
+    emb = generator.embedding.extended(pormake).extended(units)
+    real = DiffusionGenerator(generator.model, emb, units=units, frames=FrameSource([row]))
+    (example,), _ = examples_from_rows([row], emb.vector)
+    samples = real.sample(4, seed=0, parents=[example], strength=0.5, block_strength=1.0)
+    assert all(s.child is not None and s.parent == "f1" for s in samples)
+    for s in samples:
+        assert np.allclose(s.lattice, example.lattice) and len(s.bb_ids) == len(example.frac)
+        kept = [i for i in range(len(s.bb_ids)) if i not in s.child.swapped]
+        assert np.allclose(s.frac[kept], example.frac[kept], atol=1e-4)  # unswapped beads stay put
+    records = real.prepare(samples)
+    for s, r in zip(samples, records):
+        if s.child.swaps:
+            assert r["status"] == "valid" and r["mutation"] == s.child.mutation, r.get("message")
+            assert real.frames.get(r["id"]) is not None  # a valid child can be a parent in turn
+            stored = FrameSource()  # after a resume: from the run's stored record, orientations and units
+            stored.add([{"id": r["id"], "cg": json.loads(r["mof_json"])["cg"], "units": r.get("units")}])
+            assert stored.get(r["id"]).cg.bb_ids == list(s.bb_ids)
+        else:
+            assert r["reason"] == "unchanged"

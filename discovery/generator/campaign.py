@@ -54,6 +54,7 @@ class CampaignGenerator(Generator):
         self.generator: DiffusionGenerator = load_generator(config.model, seed=seed, denovo=denovo_settings(config))
         self.generator.guidance = config.guidance
         self.versions = Path(run_dir) / "generator" if run_dir else None
+        self.structures = Path(run_dir) / "structures" if run_dir else None  # the run's valid candidates
         self.tuned_on = 0
         self.labelled: list[Feedback] = []
         self._resume()
@@ -71,6 +72,7 @@ class CampaignGenerator(Generator):
             if base.prior is not None and weights.exists():  # the net prior as that version left it
                 self.generator.prior = base.prior.with_weights(json.loads(weights.read_text()))
             self.generator.guidance = base.guidance
+            self.generator.frames = base.frames
             self.tuned_on = json.loads(saved[-1].read_text())["meta"].get("tuned_on", 0)
 
     def update(self, results: Sequence[Feedback]) -> dict[str, Any] | None:
@@ -93,7 +95,20 @@ class CampaignGenerator(Generator):
         if len(self.labelled) < self.config.finetune_after:
             return self.generator.elite
         examples = {e.id: e for e in self.generator.examples([_row(f) for f in self.labelled], keep_unlabelled=True)}
-        return [examples[i] for i in ranked if i in examples]
+        parents = [examples[i] for i in ranked if i in examples]
+        if self.generator.frames is not None:  # children edited in place are parents in place, after a resume too
+            self.generator.frames.add(self._stored([p.id for p in parents]))
+        return parents
+
+    def _stored(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The run's stored records of ``ids`` (their CG views keep every bead's orientation), as rows."""
+        rows = []
+        for i in ids:
+            path = self.structures / f"{i}.json" if self.structures else None
+            if path is not None and path.is_file():
+                doc = json.loads(path.read_text())
+                rows.append({"id": i, "cg": doc.get("cg"), "units": doc.get("units")})
+        return rows
 
     def propose(self, n: int, context: ProposalContext) -> list[dict[str, Any]]:
         """Sample and prepare ``n`` candidates (seeded by the campaign seed and the round): edits of the best

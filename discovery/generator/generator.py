@@ -35,6 +35,7 @@ from discovery.library.assembly import Recipe
 from discovery.library.designspace import DesignSpace
 from discovery.errors import DiscoveryError
 from discovery.generator.model import CGDiffusion, CGExample, Guide
+from discovery.generator.substitution import SubstitutionSettings
 from discovery.generator.templates import TemplatePrior
 from discovery.generator.train import LABEL, fit, load_model, save_model
 
@@ -59,6 +60,7 @@ class CGSample:
     version: int
     parent: str | None = None  # the MOF an edit started from (None: de novo)
     recipe: str | None = None  # de novo: the net and one block per slot type, which pormake builds
+    child: Any = None  # an edit of a parent known unit by unit (substitution.Child): built by placing its units
 
 
 @dataclass
@@ -92,6 +94,11 @@ class DiffusionGenerator:
     # part of its mass onto the nets of the best results
     prior: TemplatePrior | None = None
     base_prior: TemplatePrior | None = None  # the prior before any update (None: ``prior`` is it)
+    # the parents known unit by unit (frames.FrameSource: real MOFs), edited by swapping units in place
+    # (``substitution``) instead of through the CG assembler; None: every edit goes through the assembler
+    frames: Any = None
+    substitution: SubstitutionSettings = field(default_factory=SubstitutionSettings)
+    _slots: Any = field(default=None, repr=False)  # substitution.SlotIndex of the embedding's blocks, when needed
 
     def _snapper(self, mask: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """Nearest real block to each clean-embedding estimate; ``mask`` (beads x library) limits each bead
@@ -149,6 +156,8 @@ class DiffusionGenerator:
                 z, raw = self.model.edit([parents[i] for i in pick], strength, snap, block_strength, self._guide())
                 predicted = self.model.predict_property(z)
                 origins = [parents[i].id for i in pick]
+                if self.frames is not None:
+                    self.frames.prefetch(set(origins))
             else:
                 z = torch.randn(n * steer, self.model.settings.latent_dim)
                 predicted = self.model.predict_property(z)
@@ -156,7 +165,7 @@ class DiffusionGenerator:
                     keep = predicted.argsort(descending=True)[:n]
                     z, predicted = z[keep], predicted[keep]
                 return self._denovo(z, predicted)
-        return [self._decode(r, float(p), o) for r, p, o in zip(raw, predicted, origins)]
+        return [self._edited(r, float(p), o) for r, p, o in zip(raw, predicted, origins)]
 
     def _denovo(self, z: torch.Tensor, predicted: torch.Tensor) -> list[CGSample]:
         """One sample per latent on a net the latent chooses (``templates``); blocks from pure noise. A
@@ -212,6 +221,37 @@ class DiffusionGenerator:
     def _guide(self) -> Guide | None:
         return Guide(self.reference, self.guidance) if self.reference is not None and self.guidance != 1 else None
 
+    def _edited(self, raw: Mapping[str, np.ndarray], predicted: float, parent: str) -> CGSample:
+        """An edit: units swapped in place when the parent is known unit by unit, else decoded for the assembler."""
+        frame = self.frames.get(parent) if self.frames is not None else None
+        return self._decode(raw, predicted, parent) if frame is None else self._substituted(frame, raw, predicted)
+
+    def _substituted(self, frame, raw: Mapping[str, np.ndarray], predicted: float) -> CGSample:
+        """The parent with each of its units swapped for the nearest (to what was denoised for its beads) that
+        fits its slot, where that is not the parent's own (``substitution``); bead positions stay the parent's."""
+        from dataclasses import replace
+
+        from discovery.generator.substitution import SlotIndex, choose_swaps, substitute
+
+        wanted = raw["embeddings"] / np.linalg.norm(raw["embeddings"], axis=1, keepdims=True)
+        wanted = wanted * math.sqrt(self.embedding.dim)
+        if self._slots is None:
+            self._slots = SlotIndex(self.embedding.ids, self._unit, self.substitution)
+        swaps = choose_swaps(frame, wanted, self.embedding.ids, self.embedding.vectors, self._slots, self._unit)
+        child = substitute(frame, swaps, settings=self.substitution)
+        cg = child.frame.cg
+        frac = np.array([b.frac_coords for b in cg.beads])
+        sample_id = _sample_id(cg.lattice, cg.bb_ids, frac, self.version)
+        child = replace(child, frame=replace(child.frame, id=sample_id))
+        return CGSample(sample_id, np.asarray(cg.lattice), frac, tuple(cg.bb_ids), np.zeros(len(cg.beads)),
+                        predicted, self.version, frame.id, child=child)
+
+    def _unit(self, bb_id: str):
+        """A block's geometry: a real MOF's unit the generator holds, or pormake's."""
+        from discovery.library.units import UnitLibrary
+
+        return (self.units if self.units is not None else UnitLibrary()).get(bb_id)
+
     def _decode(self, raw: Mapping[str, np.ndarray], predicted: float, parent: str | None) -> CGSample:
         bb_ids = self.embedding.decode(raw["embeddings"])
         table = np.stack([self.embedding.vector(b) for b in bb_ids])
@@ -225,7 +265,12 @@ class DiffusionGenerator:
     def prepare(self, samples: Sequence[CGSample]) -> list[dict[str, Any]]:
         """One candidate record per sample (``valid`` with ``mof_json``, ``cg``, ``descriptors``; or
         ``invalid`` with ``reason``), as the design-space proposer's candidates."""
-        return [prepare_sample(s, self.space, units=self.units) for s in samples]
+        records = [prepare_sample(s, self.space, units=self.units) for s in samples]
+        if self.frames is not None:  # a valid child is known unit by unit: it can be a parent in turn
+            for s, r in zip(samples, records):
+                if s.child is not None and r["status"] == "valid":
+                    self.frames.remember(s.child.frame)
+        return records
 
     # ---- learning from results -----------------------------------------------------------------------
     def update(self, results: Sequence[Mapping[str, Any]], seed: int = 0,
@@ -266,9 +311,14 @@ class DiffusionGenerator:
         property head skips NaN), as training examples."""
         from discovery.generator.train import examples_from_rows
 
+        from discovery.generator.substitution import base_id
+
         rows = [{"id": r["id"], "cg": r.get("cg"), "labels": r.get("values") or r.get("labels") or {}}
                 for r in results]
-        examples, _ = examples_from_rows(rows, self.embedding.vector)
+        # a child edited in place keeps its parent's units as the parent's CIF was cut again, where a unit can
+        # come back as another conformer (``~N``) than the one the embedding holds: the same chemistry
+        vector = (lambda b: self.embedding.vector(b if b in self.embedding else base_id(b)))
+        examples, _ = examples_from_rows(rows, vector)
         return [e for e in examples if keep_unlabelled or math.isfinite(e.label)]
 
 
@@ -296,6 +346,8 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
               "mutation": None, "generator": sample.version, "predicted_" + LABEL: round(sample.predicted, 4)}
     if sample.recipe is not None:
         return _prepare_recipe(sample.recipe, record, space or DesignSpace(), t0, describe_probe, geometry)
+    if sample.child is not None:
+        return _prepare_child(sample, record, space or DesignSpace(), t0, describe_probe, geometry)
     try:
         result = assemble_cg(sample.lattice, list(sample.bb_ids), frac_coords=sample.frac, mof_id=sample.id,
                              library=units)
@@ -310,6 +362,25 @@ def prepare_sample(sample: CGSample, space: DesignSpace | None = None, describe_
         result.mof.units = {b: block_row(units.get(b)) for b in extra}
         record["units"] = result.mof.units
     out = describe(result.mof, record, space or DesignSpace(), t0, probe=describe_probe, geometry=geometry)
+    return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
+
+
+def _prepare_child(sample: CGSample, record: dict[str, Any], space: DesignSpace, t0: float,
+                   describe_probe: bool, geometry: bool) -> dict[str, Any]:
+    """An edit of a parent known unit by unit: its units placed as the substitution put them, checked and
+    described. An edit that swapped nothing is the parent again, not a new MOF."""
+    from discovery.generator.substitution import child_mof
+    from discovery.library.candidates import describe
+
+    child = sample.child
+    record = {**record, "mutation": child.mutation}
+    if not child.swaps:
+        return {**record, "status": "invalid", "reason": "unchanged",
+                "message": f"the edit kept every unit of {sample.parent}: no unit nearer to the denoised ones fits"}
+    mof = child_mof(child, sample.id, sample.parent)
+    if mof.units:
+        record["units"] = mof.units
+    out = describe(mof, record, space, t0, probe=describe_probe, geometry=geometry)
     return {**out, "prepare_cpu_s": round(time.process_time() - t0, 3)}
 
 

@@ -49,6 +49,9 @@ def generation_metrics(records: Sequence[Mapping[str, Any]], training: Iterable[
             "vnu_with_mofchecker": round(len({p for p in both if p not in known}) / n, 4) if n else 0.0,
             "valid_per_cpu_s": round(len(valid) / cpu_s, 4) if cpu_s > 0 else 0.0,
             "cpu_s": round(cpu_s, 1), "invalid_reasons": dict(reasons.most_common()),
+            # edits of parents known unit by unit (real MOFs: units swapped in place, generator.substitution)
+            "edited_in_place": sum(r.get("origin") == "diffusion-edit" and isinstance(r.get("mutation"), str)
+                                   for r in records),
             **check_pass_rates(records)}
 
 

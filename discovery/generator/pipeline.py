@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from discovery.clock import cpu_seconds
 from discovery.errors import DiscoveryError
+from discovery.generator.frames import FrameSource
 from discovery.generator.generator import DEFAULTS, DiffusionGenerator, prepare_sample, round_robin
 from discovery.generator.metrics import generation_metrics
 from discovery.generator.model import ModelSettings
@@ -96,7 +97,8 @@ def load_generator(path: str | Path = DEFAULT_MODEL, source: str | Path | None =
                    denovo: DenovoSettings | None = None) -> DiffusionGenerator:
     """A saved generator (``default``: the shipped one) with a replay sample and the top decile of its
     training data (``rows``, else read from ``source``), for fine-tuning and as first parents, and the net
-    prior of de novo sampling (``denovo``: its settings) from the same rows."""
+    prior of de novo sampling (``denovo``: its settings) from the same rows; real MOFs among them are edited in
+    place (``frames``, ``substitution``)."""
     path = resolve_model(path, "generator")
     if not (Path(path) / "model.json").exists():
         raise DiscoveryError(f"no generator at {path}: run `discovery train generator --out {path}` first")
@@ -110,6 +112,7 @@ def load_generator(path: str | Path = DEFAULT_MODEL, source: str | Path | None =
     labelled = sorted((e for e in examples if np.isfinite(e.label)), key=lambda e: e.label, reverse=True)
     generator.elite = labelled[:max(1, len(labelled) // 10)]  # the training set's top decile: first parents
     generator.prior = TemplatePrior.from_rows(rows, generator.embedding.ids, denovo)
+    generator.frames = FrameSource(rows)  # real parents (CoRE MOFs, imported records) are edited in place
     return generator
 
 
