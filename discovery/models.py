@@ -19,9 +19,15 @@ FINGERPRINT = "fingerprint.json"
 
 
 def resolve_model(value: str | Path, kind: str) -> Path:
-    """``default``: the shipped model of ``kind`` (generator, surrogate, transport); else the path given.
-    Whoever loads it says what is missing."""
-    return SHIPPED / kind if str(value) == DEFAULT else Path(value)
+    """``default``: the shipped model of ``kind`` (generator, surrogate, transport); another shipped model's
+    name (``core``: ``generator_core``, trained on both pools) when no such path exists here; else the path
+    given. Whoever loads it says what is missing."""
+    if str(value) == DEFAULT:
+        return SHIPPED / kind
+    named = SHIPPED / f"{kind}_{value}"
+    if not Path(value).exists() and str(value).isidentifier() and named.is_dir():
+        return named
+    return Path(value)
 
 
 def write_fingerprint(path: str | Path, values: dict[str, Any]) -> Path:

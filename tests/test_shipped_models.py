@@ -4,6 +4,7 @@ documented with the command that regenerates them, and giving the outputs record
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from discovery.models import FINGERPRINT, SHIPPED, read_fingerprint, resolve_model
 
-KINDS = ("generator", "surrogate", "transport")
+KINDS = ("generator", "surrogate", "transport", "generator_core")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -21,28 +22,32 @@ def test_shipped_model_is_small_safe_and_documented(kind):
     files = [p for p in path.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 5 * 2**20
     for f in files:
-        assert f.suffix in {".json", ".pt", ".npz"}, f
+        assert f.suffix in {".json", ".pt", ".npz"} or f.name.endswith(".json.gz"), f  # gzipped JSON: units
         if f.suffix == ".pt":
             torch.load(f, weights_only=True)  # refuses anything but tensors and plain containers
         elif f.suffix == ".npz":
             with np.load(f, allow_pickle=False) as arrays:
                 assert all(arrays[k].dtype != object for k in arrays.files)
-    assert f"discovery train {kind}" in (SHIPPED / "README.md").read_text()
+    assert f"discovery train {kind.split('_')[0]}" in (SHIPPED / "README.md").read_text()
+    assert f"models/{kind}" in (SHIPPED / "README.md").read_text()
 
 
 def test_default_names_the_shipped_model_and_a_path_stays_a_path(tmp_path):
     from discovery.config import load_config
 
     assert resolve_model("default", "generator") == SHIPPED / "generator"
+    assert resolve_model("core", "generator") == SHIPPED / "generator_core"  # another shipped model, by name
     assert resolve_model(tmp_path, "generator") == tmp_path
+    assert resolve_model("no_such_model", "generator") == Path("no_such_model")  # a path: its loader says so
     config = load_config({}, [])
     assert config.proposer.model == "default" and config.surrogate.transport_model == "default"
 
 
-def test_shipped_generator_gives_its_recorded_outputs():
+@pytest.mark.parametrize("name", ["default", "core"])
+def test_shipped_generator_gives_its_recorded_outputs(name):
     from discovery.generator.pipeline import fingerprint, load_generator
 
-    got, recorded = fingerprint(load_generator("default")), read_fingerprint(SHIPPED / "generator")
+    got, recorded = fingerprint(load_generator(name)), read_fingerprint(resolve_model(name, "generator"))
     assert got["loss_terms"].keys() == recorded["loss_terms"].keys()
     for key, value in recorded["loss_terms"].items():
         assert got["loss_terms"][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
