@@ -9,11 +9,15 @@ from discovery.config import ConfigError, load_config
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "co2_capture", "cluster"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_load(name):
+    from discovery.models import resolve_model
+
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config.name == name
     assert config.budget > config.batch_size
+    if config.proposer.kind == "diffusion":  # a shipped generator, by name
+        assert (resolve_model(config.proposer.model, "generator") / "model.json").is_file()
 
 
 @pytest.mark.parametrize("data, key", [
