@@ -10,7 +10,10 @@ count, and the building blocks are denoised from pure noise on the net's embeddi
 MOFDiff optimises its latent for the property head, here ``sample(steer=k)`` draws ``k`` latents per wanted
 sample and keeps those the property head ranks highest (cheap, and the kept latents stay typical of the
 prior, where the denoiser was trained). Edits (``sample(parents=..., strength=s)``, SDEdit): parents are
-re-noised to a fraction ``s`` of the diffusion run and denoised. docs/generator.md has the figures of both.
+re-noised to a fraction ``s`` of the diffusion run and denoised. A parent known unit by unit (a real MOF:
+``frames``) is edited in place: its units are swapped for the denoised ones that fit their slots, and its net,
+cell and beads stay (``substitution``). docs/generator.md has the figures of both, docs/real_mofs.md those of
+in-place edits.
 """
 
 from __future__ import annotations
@@ -309,9 +312,8 @@ class DiffusionGenerator:
     def examples(self, results: Sequence[Mapping[str, Any]], keep_unlabelled: bool = False) -> list[CGExample]:
         """Results with a CG view of library BBs and a finite label (any label with ``keep_unlabelled``: the
         property head skips NaN), as training examples."""
-        from discovery.generator.train import examples_from_rows
-
         from discovery.generator.substitution import base_id
+        from discovery.generator.train import examples_from_rows
 
         rows = [{"id": r["id"], "cg": r.get("cg"), "labels": r.get("values") or r.get("labels") or {}}
                 for r in results]
@@ -376,7 +378,7 @@ def _prepare_child(sample: CGSample, record: dict[str, Any], space: DesignSpace,
     record = {**record, "mutation": child.mutation}
     if not child.swaps:
         return {**record, "status": "invalid", "reason": "unchanged",
-                "message": f"the edit kept every unit of {sample.parent}: no unit nearer to the denoised ones fits"}
+                "message": f"the edit kept every unit of {sample.parent}: its own units were the nearest that fit"}
     mof = child_mof(child, sample.id, sample.parent)
     if mof.units:
         record["units"] = mof.units
