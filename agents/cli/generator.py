@@ -57,7 +57,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         print(f"{metrics['n_valid']} of {metrics['n_sampled']} valid (validity {metrics['validity']:.2f}, "
               f"uniqueness {metrics['uniqueness']:.2f}, novelty {metrics['novelty']:.2f}, "
-              f"{metrics['valid_per_cpu_s']:.3f} valid/CPU-s); CIFs in {args.out}/cifs", file=sys.stderr)
+              f"{metrics['valid_per_cpu_s']:.3f} valid/CPU-s; {metrics['edited_in_place']} edited in place); "
+              f"CIFs in {args.out}/cifs", file=sys.stderr)
     return 0
 
 
