@@ -3,7 +3,7 @@
 A frame comes from, in this order: a child the generator built by substitution (``remember``); a row whose CG
 view keeps every bead's orientation (an import directory's records); or CoRE MOF 2019-ASR, whose CIF (in the
 core-mof wheel) is cut again, because the committed pool table keeps compact CG views without orientations.
-The cut uses the row's own units, so its ids are the row's; its beads are matched to the row's by position.
+The cut uses the row's own units; its beads are matched to the row's unit by unit (``_in_row_order``).
 A MOF with no frame (a design-space MOF, a structure the cut refuses) is edited by the CG assembler instead.
 """
 
