@@ -108,8 +108,8 @@ def test_the_generator_swaps_toward_what_it_denoised(irmof1_frame, fluoro_linker
     wanted = np.array([vectors[ids.index(fluoro_linker.id if b.bb_id == linker else b.bb_id)]
                        for b in parent.cg.beads])
     index = SlotIndex(ids, blocks.get)
-    swaps = choose_swaps(parent, wanted, ids, vectors, index, blocks.get)
+    swaps = choose_swaps(parent, wanted, vectors, index)
     assert list(swaps) == [linker] and swaps[linker][0].id == fluoro_linker.id
     # what it denoised is the parent's own unit: nothing is swapped
     own = np.array([vectors[ids.index(b.bb_id)] for b in parent.cg.beads])
-    assert choose_swaps(parent, own, ids, vectors, index, blocks.get) == {}
+    assert choose_swaps(parent, own, vectors, index) == {}

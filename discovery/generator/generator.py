@@ -240,7 +240,7 @@ class DiffusionGenerator:
         wanted = wanted * math.sqrt(self.embedding.dim)
         if self._slots is None:
             self._slots = SlotIndex(self.embedding.ids, self._unit, self.substitution)
-        swaps = choose_swaps(frame, wanted, self.embedding.ids, self.embedding.vectors, self._slots, self._unit)
+        swaps = choose_swaps(frame, wanted, self.embedding.vectors, self._slots)
         child = substitute(frame, swaps, settings=self.substitution)
         cg = child.frame.cg
         frac = np.array([b.frac_coords for b in cg.beads])

@@ -116,7 +116,6 @@ class SlotFit:
 def fit_slot(new: Slot, old: Slot, max_rmsd: float = DEFAULT_SETTINGS.max_rmsd) -> SlotFit | None:
     """The best one-to-one lay of ``new``'s slot onto ``old``'s (anchors element for element), or None when
     none comes within ``max_rmsd``."""
-    k = len(old.elements)
     if new.signature != old.signature:
         return None
     # a cheap necessary condition: the anchors' distances to their centroid, sorted, must agree
@@ -127,9 +126,7 @@ def fit_slot(new: Slot, old: Slot, max_rmsd: float = DEFAULT_SETTINGS.max_rmsd) 
         fit = _kabsch(new.points, np.vstack([old.anchors[order], old.tips[order]]))
         if best is None or fit.rmsd < best.rmsd:
             best = fit
-    if best is None or best.rmsd > max_rmsd or k == 0:
-        return None
-    return best
+    return best if best is not None and best.rmsd <= max_rmsd else None
 
 
 def base_id(bb_id: str) -> str:
@@ -324,8 +321,8 @@ class SlotIndex:
     """The units a generator knows, by slot signature, for finding the units that fit a slot."""
 
     def __init__(self, ids: Sequence[str], get, settings: SubstitutionSettings = DEFAULT_SETTINGS) -> None:
-        self.settings = settings
-        self._get, self._slots, self._by_signature = get, {}, {}
+        self.settings, self.ids, self.get = settings, list(ids), get
+        self._slots, self._by_signature = {}, {}
         for k, bb_id in enumerate(ids):
             slot = self.slot(bb_id)
             if slot is not None and len(slot.elements) <= settings.max_connection_points:
@@ -334,7 +331,7 @@ class SlotIndex:
     def slot(self, bb_id: str) -> Slot | None:
         if bb_id not in self._slots:
             try:
-                self._slots[bb_id] = slot_of(self._get(bb_id))
+                self._slots[bb_id] = slot_of(self.get(bb_id))
             except DiscoveryError:  # a unit the library cannot give: it never fits anything
                 self._slots[bb_id] = None
         return self._slots[bb_id]
@@ -344,12 +341,12 @@ class SlotIndex:
         return self._by_signature.get(slot.signature, [])
 
 
-def choose_swaps(parent: Frame, wanted: np.ndarray, ids: Sequence[str], vectors: np.ndarray, index: SlotIndex,
-                 get) -> dict[str, tuple[BuildingBlock, SlotFit]]:
+def choose_swaps(parent: Frame, wanted: np.ndarray, vectors: np.ndarray,
+                 index: SlotIndex) -> dict[str, tuple[BuildingBlock, SlotFit]]:
     """For each of the parent's units, the unit nearest (in the embedding) to the mean of what was denoised for
-    its beads (``wanted``: beads x dim, normalised as ``vectors``) among those that fit its slot, or none
-    when the parent's own unit is nearer than any that fits."""
-    settings = index.settings
+    its beads (``wanted``: beads x dim, normalised as ``vectors``, which has a row per id of ``index``) among
+    those that fit its slot, or none when the parent's own unit is nearer than any that fits."""
+    settings, ids = index.settings, index.ids
     swaps: dict[str, tuple[BuildingBlock, SlotFit]] = {}
     for bb_id in sorted({b.bb_id for b in parent.cg.beads}):
         old = slot_of(parent.blocks[bb_id])
@@ -367,7 +364,7 @@ def choose_swaps(parent: Frame, wanted: np.ndarray, ids: Sequence[str], vectors:
             if base_id(candidate) == base_id(bb_id) or tries == settings.clash_tries:
                 break  # the parent's own unit (or another conformer of it) is the nearest that fits: keep it
             # a unit the parent already has keeps the parent's geometry (its other beads were fitted to it)
-            new = parent.blocks[candidate] if candidate in parent.blocks else get(candidate)
+            new = parent.blocks[candidate] if candidate in parent.blocks else index.get(candidate)
             fit = fit_slot(slot_of(new) if candidate in parent.blocks else index.slot(candidate), old,
                            settings.max_rmsd)
             if fit is None:
